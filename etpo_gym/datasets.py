@@ -61,9 +61,7 @@ _BUNDLED: dict[str, _BundledSpec] = {
     "pharyngitis": _BundledSpec("pharyngitis.csv.gz", "radt", "Pharyngitis", ("number",)),
     "kidney_stone": _BundledSpec("kidney_stone.csv.gz", "target", "Kidney Stone", ("id",)),
     "health_insurance": _BundledSpec("health_insurance.csv.gz", "Response", "Health Insurance", ("ID",)),
-    "spaceship_titanic": _BundledSpec(
-        "spaceship_titanic.csv.gz", "Transported", "Spaceship Titanic", ("PassengerId",)
-    ),
+    "spaceship_titanic": _BundledSpec("spaceship_titanic.csv.gz", "Transported", "Spaceship Titanic", ("PassengerId",)),
     "credit_g": _BundledSpec("credit_g.csv.gz", "class", "German Credit"),
     "diabetes": _BundledSpec("diabetes.csv.gz", "class", "Diabetes"),
     "breast_w": _BundledSpec("breast_w.csv.gz", "Class", "Breast Cancer Wisconsin"),
@@ -207,7 +205,9 @@ def _load_named(dataset: str, max_rows: int) -> TabularDataset:
     if dataset in _OPENML:
         return _load_openml(dataset, max_rows)
     known = ", ".join(sorted(list_datasets()))
-    raise DatasetError(f"unknown dataset {dataset!r}; known names: {known}. Or pass a DataFrame / CSV path with target=")
+    raise DatasetError(
+        f"unknown dataset {dataset!r}; known names: {known}. Or pass a DataFrame / CSV path with target="
+    )
 
 
 def _bundled_description(dataset: str) -> str:

@@ -31,9 +31,7 @@ PROMPT_STYLES = ("paper", "rich")
 
 _HEADER = '"""Classification with a {title} Prediction Dataset"""\nimport numpy as np\n\n'
 _SIGNATURE = "def build_model(x_train: np.ndarray, y_train: np.ndarray):\n"
-_DOCSTRING = (
-    '    """ Import modules, return a scikit model trained with x_train in shape {shape} and y_train."""\n'
-)
+_DOCSTRING = '    """ Import modules, return a scikit model trained with x_train in shape {shape} and y_train."""\n'
 
 PROGRAM_TEMPLATE = "import numpy as np\n\n" + _SIGNATURE + "{body}\n"
 """Module source that defines ``build_model``; ``{body}`` is the normalised, indented body."""
@@ -48,10 +46,10 @@ def _rich_context(dataset: TabularDataset) -> str:
     lines = []
     if dataset.description:
         lines += ["# " + line if line else "#" for line in textwrap.fill(dataset.description, 100).splitlines()]
-    columns = ", ".join(f"{n} ({k})" for n, k in zip(dataset.feature_names, dataset.feature_kinds))
+    columns = ", ".join(f"{n} ({k})" for n, k in zip(dataset.feature_names, dataset.feature_kinds, strict=True))
     lines += textwrap.wrap(f"Columns of x_train: {columns}", 100, initial_indent="# ", subsequent_indent="#   ")
     counts = np.bincount(dataset.y, minlength=dataset.num_classes) / len(dataset.y)
-    balance = ", ".join(f"{c}: {share:.0%}" for c, share in zip(dataset.class_names, counts))
+    balance = ", ".join(f"{c}: {share:.0%}" for c, share in zip(dataset.class_names, counts, strict=True))
     lines.append(f"# Classes of y_train (encoded 0..{dataset.num_classes - 1}): {balance}")
     lines.append("# Categorical columns are label-encoded as integers; there are no missing values.")
     return "\n".join(lines) + "\n"
@@ -135,9 +133,7 @@ def roc_auc(y_true: np.ndarray, probabilities: np.ndarray, num_classes: int) -> 
 
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 2 or probabilities.shape != (len(y_true), num_classes):
-        raise ValueError(
-            f"predict_proba returned shape {probabilities.shape}, expected {(len(y_true), num_classes)}"
-        )
+        raise ValueError(f"predict_proba returned shape {probabilities.shape}, expected {(len(y_true), num_classes)}")
     if not np.all(np.isfinite(probabilities)):
         raise ValueError("predict_proba returned NaN or infinite values")
     if num_classes == 2:
@@ -172,9 +168,7 @@ def score_build_model(build_model, x, y, x_test, y_test, num_classes: int) -> di
         x_train, x_eval, y_train, y_eval = train_test_split(x, y, test_size=0.5, random_state=seed, shuffle=True)
         model = build_model(x_train.copy(), y_train.copy())
         if model is None or not hasattr(model, "predict_proba"):
-            raise TypeError(
-                f"build_model must return a fitted model with predict_proba, got {type(model).__name__}"
-            )
+            raise TypeError(f"build_model must return a fitted model with predict_proba, got {type(model).__name__}")
         split_aucs.append(roc_auc(y_eval, model.predict_proba(x_eval.copy()), num_classes))
         test_aucs.append(roc_auc(y_test, model.predict_proba(np.array(x_test)), num_classes))
     return {
