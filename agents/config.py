@@ -1,0 +1,214 @@
+"""Configuration dataclasses: one :class:`RunConfig` shared by every agent, plus one config per algorithm.
+
+Every field is documented once, in the attribute docstring below it (meaning, units, range, paper symbol, why this
+default). ``__post_init__`` validates and raises ``ValueError`` naming the problem and the fix. One name per concept
+across algorithms: ``gamma`` is always the discount between env actions, ``kl_coef``/``beta`` the weight of
+KL(π‖π_ref), ``num_epochs``/``num_minibatches`` the passes over one rollout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class RunConfig:
+    """Settings shared by every agent: env, model, sampling, budget, optimiser, logging."""
+
+    algo: str = "etpo"
+    """Agent name: ``etpo``, ``etpo-official-loss``, ``ppo``, ``reinforce`` or ``base`` (see ``agents.train``)."""
+    env_id: str = "ETPO-DataSci-v0"
+    """Gymnasium id of the token-level env (one token per ``step``)."""
+    dataset: str | list[str] | None = "pharyngitis"
+    """Dataset(s) passed to the env; a list is sampled per episode by the env, ``None`` is the env's default."""
+    model: str = "etpo-tiny-coder"
+    """Policy: ``etpo-tiny-coder`` (packaged), a local directory, or a Hugging Face hub id (cached only)."""
+    local_files_only: bool = True
+    """Load hub ids from the local cache only; set False to allow a download (never done in tests)."""
+    total_steps: int = 64
+    """Budget in env actions (code executions), the unit of the paper's sample-efficiency curves."""
+    seed: int = 0
+    """Seeds python, numpy, torch and the envs (env ``i`` gets ``seed + i``)."""
+    output_dir: str = "runs/etpo"
+    """Directory for ``metrics.csv``, TensorBoard events, ``checkpoint.pt`` and ``final_metrics.json``."""
+    num_envs: int = 1
+    """Sub-envs of the vector env; tokens are sampled for each in turn, code executes in the env workers."""
+    vectorization_mode: str = "sync"
+    """``sync`` or ``async`` (subprocess workers: code execution overlaps across envs)."""
+    actions_per_rollout: int = 8
+    """Completed env actions per update (the rollout length, in actions). Unfinished actions carry over."""
+    temperature: float = 1.0
+    """Sampling temperature of the behaviour policy; ``0`` is greedy. The paper sampled at 0.5; 1.0 keeps the
+    behaviour equal to π so PPO/REINFORCE stay on-policy. ETPO's targets always use the untempered π."""
+    top_k: int | None = None
+    """Sample from the k most likely tokens only (the paper: 50); ``None`` samples from the whole vocabulary."""
+    max_turns: int = 5
+    """Env actions per episode before truncation (first attempt plus reflections), the paper's turn budget."""
+    max_action_tokens: int = 256
+    """Tokens per action before the env forces the action's end."""
+    max_obs_tokens: int = 1024
+    """Observation length of the env (prompt plus action so far)."""
+    prompt_style: str = "paper"
+    """Env prompt style: ``paper`` (the official prompt) or ``rich`` (adds column descriptions)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for ``gym.make_vec`` (e.g. executor settings)."""
+    device: str = "auto"
+    """``auto`` (CUDA when present, else CPU), or any torch device string."""
+    use_lora: bool = False
+    """Train LoRA adapters (π_ref = the same base with adapters disabled, no copy). Off for the tiny model, where a
+    frozen full copy as π_ref costs a few MB; turn on for billion-parameter models."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator (effective scale ``lora_alpha / lora_r``)."""
+    lora_target_modules: list[str] | None = None
+    """Module names to adapt; ``None`` lets peft pick the defaults for the architecture."""
+    learning_rate: float = 1e-4
+    """Adam learning rate of the policy (backbone or adapters)."""
+    head_learning_rate: float | None = 1e-3
+    """Adam learning rate of the critic / value head; ``None`` uses ``learning_rate``. Higher by default because
+    the head starts at zero and must reach the reward scale quickly."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
+    save_every: int = 10
+    """Write ``checkpoint.pt`` every this many updates (and at the end); ``0`` only at the end."""
+    resume: bool = False
+    """Continue from ``output_dir/checkpoint.pt``: step count, weights, optimiser, RNG state, logs."""
+    eval_episodes: int = 1
+    """Greedy evaluation episodes per dataset at the end (greedy decoding is deterministic; >1 only matters
+    when the env samples datasets)."""
+    progress_bar: bool = True
+    """Show a tqdm bar over env actions."""
+
+    def __post_init__(self) -> None:
+        _check(self.total_steps > 0, f"total_steps must be > 0 (env actions), got {self.total_steps}")
+        _check(self.num_envs >= 1, f"num_envs must be >= 1, got {self.num_envs}")
+        _check(
+            self.vectorization_mode in ("sync", "async"),
+            f"vectorization_mode must be 'sync' or 'async', got {self.vectorization_mode!r}",
+        )
+        _check(self.actions_per_rollout >= 1, f"actions_per_rollout must be >= 1, got {self.actions_per_rollout}")
+        _check(self.temperature >= 0, f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        _check(self.top_k is None or self.top_k >= 1, f"top_k must be None or >= 1, got {self.top_k}")
+        _check(self.max_turns >= 1, f"max_turns must be >= 1, got {self.max_turns}")
+        _check(self.max_action_tokens >= 1, f"max_action_tokens must be >= 1, got {self.max_action_tokens}")
+        _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        _check(
+            self.head_learning_rate is None or self.head_learning_rate > 0,
+            f"head_learning_rate must be None or > 0, got {self.head_learning_rate}",
+        )
+        _check(self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        _check(self.save_every >= 0, f"save_every must be >= 0 (0 = only at the end), got {self.save_every}")
+        _check(self.lora_r >= 1, f"lora_r must be >= 1, got {self.lora_r}")
+        _check(self.eval_episodes >= 0, f"eval_episodes must be >= 0, got {self.eval_episodes}")
+
+
+@dataclass
+class _UpdateConfig:
+    """Fields every learning algorithm shares."""
+
+    gamma: float = 0.99
+    """Discount γ between env actions (never inside an action: tokens of one action share its time step)."""
+    num_epochs: int = 2
+    """Passes over each rollout."""
+    num_minibatches: int = 2
+    """Minibatches per epoch (split by actions, so an action's tokens stay together)."""
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.gamma <= 1.0, f"gamma must be in [0, 1], got {self.gamma}")
+        _check(self.num_epochs >= 1, f"num_epochs must be >= 1, got {self.num_epochs}")
+        _check(self.num_minibatches >= 1, f"num_minibatches must be >= 1, got {self.num_minibatches}")
+
+
+@dataclass
+class ETPOConfig(_UpdateConfig):
+    """Entropy-regularized token-level policy optimisation (arXiv 2402.06700), see ``agents/etpo.py``."""
+
+    beta: float = 0.05
+    """β, the weight of KL(π‖π_ref) in the objective and the temperature of π* ∝ π_ref·exp(Q/β). Small enough
+    that a reward gap of ~0.1 AUC moves π noticeably; the paper leaves its value unstated."""
+    tau: float = 0.05
+    """Polyak rate of the target critic head Q̄ ← (1−τ)·Q̄ + τ·Q, applied after every gradient step."""
+    critic_coef: float = 1.0
+    """Weight of the critic (soft-Q regression) loss added to the policy loss on the shared backbone."""
+    critic_loss: str = "mse"
+    """``mse`` (the paper's squared TD error) or ``huber`` (δ = 1, robust to -1 failure spikes)."""
+    policy_loss: str = "exact"
+    """``exact``: Σ_w π(w)[β log π(w) − β log π_ref(w) − Q(w)] (the paper). ``official``: the official code's
+    mean_w(β log π(w) − Q(w).detach()), which has no π weighting, so the policy ignores the critic; kept only
+    for the ``etpo-official-loss`` ablation."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.beta > 0, f"beta must be > 0 (it divides Q in π*), got {self.beta}")
+        _check(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
+        _check(self.critic_coef >= 0, f"critic_coef must be >= 0, got {self.critic_coef}")
+        _check(self.critic_loss in ("mse", "huber"), f"critic_loss must be 'mse' or 'huber', got {self.critic_loss!r}")
+        _check(
+            self.policy_loss in ("exact", "official"),
+            f"policy_loss must be 'exact' or 'official', got {self.policy_loss!r}",
+        )
+
+
+@dataclass
+class PPOConfig(_UpdateConfig):
+    """RLHF-style token-level PPO (the paper's baseline), see ``agents/ppo.py``."""
+
+    num_epochs: int = 4
+    """Passes over each rollout (PPO reuses samples more than the others)."""
+    gae_lambda: float = 0.95
+    """λ of GAE, applied per token (across the actions of an episode as well)."""
+    clip_range: float = 0.2
+    """ε of the clipped ratio objective."""
+    vf_coef: float = 0.5
+    """Weight of the value loss on the shared backbone."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus (0: the KL penalty already regularises)."""
+    kl_coef: float = 0.05
+    """Per-token KL(π‖π_ref) penalty added to the reward (same role and scale as ETPO's β)."""
+    normalize_advantage: bool = True
+    """Standardise advantages over the rollout."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        _check(self.clip_range > 0, f"clip_range must be > 0, got {self.clip_range}")
+        _check(self.vf_coef >= 0 and self.ent_coef >= 0, "vf_coef and ent_coef must be >= 0")
+        _check(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
+
+
+@dataclass
+class ReinforceConfig(_UpdateConfig):
+    """REINFORCE with a baseline, see ``agents/reinforce.py``."""
+
+    num_epochs: int = 1
+    """REINFORCE is on-policy: one pass."""
+    num_minibatches: int = 1
+    """One gradient step per rollout."""
+    baseline: str = "loo"
+    """``loo``: leave-one-out mean of the other actions' returns in the rollout; ``running``: an exponential
+    running mean of returns; ``none``."""
+    baseline_decay: float = 0.9
+    """Decay of the running-mean baseline."""
+    kl_coef: float = 0.0
+    """Optional per-token KL(π‖π_ref) penalty (exact over the vocabulary) added to the loss."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(
+            self.baseline in ("loo", "running", "none"),
+            f"baseline must be 'loo', 'running' or 'none', got {self.baseline!r}",
+        )
+        _check(0.0 <= self.baseline_decay < 1.0, f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+        _check(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
+
+
+@dataclass
+class BaseConfig:
+    """The sampling-only floor agent: no learning, no settings."""

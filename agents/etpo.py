@@ -1,0 +1,191 @@
+"""ETPO: Entropy-Regularized Token-level Policy Optimization (Wen et al., arXiv 2402.06700).
+
+Objective (eq. 1): maximise E[Σ_t γ^t (r_t − β·KL(π‖π_ref)(s_t))]. An env action a_t = (w^1..w^L) is a sequence of
+token decisions; a token-level soft Q over the whole vocabulary, Q(s_t, w^{1:j-1}, ·), is learned with the
+per-token soft Bellman backup (the paper's eq. 6-7):
+
+    intermediate token (j < L):  y = Σ_w π(w | s_t, w^{1:j}) · Q̄(s_t, w^{1:j}, w) − β·KL(π‖π_ref)(s_t, w^{1:j})
+    last token (j = L):          y = r_t + γ·(1 − terminated)·[Σ_w π(w | s_{t+1}) · Q̄(s_{t+1}, w)
+                                                                 − β·KL(π‖π_ref)(s_{t+1})]
+
+No reward and no discount inside an action: its tokens share the env time step t. Truncation (turn budget)
+bootstraps; termination never does. Q̄ is a Polyak-averaged target critic. The critic regresses Q of the
+token actually taken: L_Q = mean_j (Q(s_t, w^{1:j-1}, w^j) − y_j)².
+
+Policy improvement toward π* ∝ π_ref·exp(Q/β) (eq. 8), exactly over the vocabulary at every token position:
+
+    L_π = mean_j Σ_w π_θ(w)·[β·log π_θ(w) − β·log π_ref(w) − Q(w)]        (= β·KL(π_θ ‖ π*) + const)
+
+with Q held fixed in this loss (its value weights the π_θ(w), so the gradient pulls π toward high-Q tokens).
+Exploring every token of the vocabulary at each of the L positions costs |V|·L, not |V|^L.
+
+Symbols → names: β → ``beta``; Q → ``q`` (online head), Q̄ → ``q_target``; π → softmax(``logits``);
+π_ref → softmax(``ref_logits``); y → ``targets``; γ → ``gamma``; τ (Polyak) → ``tau``.
+
+Differences from the official code (``DEVIATION:`` below): the official policy loss is
+``mean_vocab(β·log π − Q.detach())``, whose gradient does not depend on Q at all (no π weighting), so the
+policy ignores the critic; here the exact loss above (the official one is kept as ``policy_loss="official"``
+for the ablation). The official intermediate-token KL is read from the next env step; here it is the KL at the
+next token position of the same action, as in the equation. The critic is a head on the policy's backbone
+(zero-initialised, see ``agents/policy.py``) instead of a separate full model copy.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from agents.config import ETPOConfig
+from agents.policy import Policy, apply_gradients
+from agents.rollout import Batch, forward_rows, masked_mean, row_discounts, segment_minibatches
+
+__all__ = ["ETPOConfig", "soft_values", "soft_bellman_targets", "critic_loss", "policy_loss", "update"]
+
+
+def soft_values(logits: torch.Tensor, ref_logits: torch.Tensor, q: torch.Tensor, beta: float) -> torch.Tensor:
+    """Soft state value V(x) = Σ_w π(w|x)·Q(x, w) − β·KL(π‖π_ref)(x), exactly over the vocabulary.
+
+    Args:
+        logits: (R, V) untempered policy logits at states x.
+        ref_logits: (R, V) π_ref logits.
+        q: (R, V) soft Q values (the target critic Q̄ when used for targets).
+        beta: β.
+
+    Returns:
+        (R,) float32.
+    """
+    logprobs, ref_logprobs = F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1)
+    probs = logprobs.exp()
+    return (probs * q).sum(-1) - beta * (probs * (logprobs - ref_logprobs)).sum(-1)
+
+
+def soft_bellman_targets(
+    state_values: torch.Tensor, rewards: torch.Tensor, discounts: torch.Tensor, next_rows: torch.Tensor
+) -> torch.Tensor:
+    """Per-token soft Bellman targets y_r = reward_r + discount_r · V(next state of r).
+
+    Inside an action ``next_rows[r] = r + 1`` with reward 0 and discount 1 (the intermediate-token equation);
+    on an action's last token the next row is the first token of s_{t+1} with the env reward and discount
+    γ·(1 − terminated) (the last-token equation). ``next_rows == -1`` (termination) contributes no value.
+
+    Args:
+        state_values: (R,) soft values V of each row's state (from :func:`soft_values` with Q̄).
+        rewards: (R,) r_t on an action's last token, else 0.
+        discounts: (R,) see :func:`agents.rollout.row_discounts`.
+        next_rows: (R,) int64 row of the next state, or -1.
+
+    Returns:
+        (R,) float32 targets (no gradient is expected to flow through them).
+    """
+    next_values = torch.where(next_rows >= 0, state_values[next_rows.clamp(min=0)], torch.zeros_like(state_values))
+    return rewards + discounts * next_values
+
+
+def critic_loss(
+    q_taken: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, kind: str = "mse"
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Soft-Q regression of the taken tokens: mean_r (Q(x_r, w_r) − y_r)² (or Huber, δ = 1).
+
+    Args:
+        q_taken: (R,) Q of the sampled token at each row.
+        targets: (R,) y, detached.
+        mask: (R,) bool, rows with a sampled token.
+        kind: ``mse`` or ``huber``.
+    """
+    errors = q_taken - targets.detach()
+    per_row = errors.pow(2) if kind == "mse" else F.huber_loss(q_taken, targets.detach(), reduction="none", delta=1.0)
+    loss = masked_mean(per_row, mask)
+    return loss, {"critic_loss": float(loss.detach()), "td_error": float(masked_mean(errors.detach().abs(), mask))}
+
+
+def policy_loss(
+    logits: torch.Tensor,
+    ref_logits: torch.Tensor,
+    q: torch.Tensor,
+    beta: float,
+    mask: torch.Tensor,
+    kind: str = "exact",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """ETPO policy improvement: mean_r Σ_w π_θ(w)·[β log π_θ(w) − β log π_ref(w) − Q(w)].
+
+    Its minimiser at each row is π* = π_ref·exp(Q/β)/Z. ``kind="official"`` is the official code's
+    mean_r mean_w [β log π_θ(w) − Q(w)], kept for the ablation.
+
+    Args:
+        logits: (R, V) untempered policy logits (with grad).
+        ref_logits: (R, V) π_ref logits.
+        q: (R, V) soft Q; detached here (the critic is trained by :func:`critic_loss` only).
+        beta: β.
+        mask: (R,) bool rows to average over.
+        kind: ``exact`` or ``official``.
+    """
+    q = q.detach()
+    logprobs, ref_logprobs = F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1)
+    probs = logprobs.exp()
+    if kind == "exact":
+        per_row = (probs * (beta * logprobs - beta * ref_logprobs - q)).sum(-1)  # (R,)
+    else:
+        # DEVIATION (ablation only): the official loss; its gradient β·mean_w ∇log π(w) does not involve Q.
+        per_row = (beta * logprobs - q).mean(-1)  # (R,)
+    loss = masked_mean(per_row, mask)
+    with torch.no_grad():
+        kl = (probs * (logprobs - ref_logprobs)).sum(-1)
+        entropy = -(probs * logprobs).sum(-1)
+    metrics = {
+        "policy_loss": float(loss.detach()),
+        "kl_ref": float(masked_mean(kl, mask)),
+        "entropy": float(masked_mean(entropy, mask)),
+    }
+    return loss, metrics
+
+
+@torch.no_grad()
+def compute_targets(policy: Policy, batch: Batch, config: ETPOConfig, chunk_size: int = 16) -> torch.Tensor:
+    """Targets y for every row of the batch, with the current π, π_ref and the target critic Q̄.
+
+    Returns:
+        (R,) float32.
+    """
+    state_values = torch.zeros(len(batch.row_segments), device=batch.row_rewards.device)
+    for segment_ids in torch.arange(len(batch.prompt_lens)).split(chunk_size):
+        rows, hidden, ref_logits = forward_rows(policy, batch, segment_ids)
+        state_values[rows] = soft_values(policy.logits(hidden), ref_logits, policy.q_values(hidden, True), config.beta)
+    # Intermediate tokens: the KL and ΣπQ̄ of the NEXT TOKEN POSITION of the same action (row r + 1).
+    # DEVIATION: the official code reads the intermediate-token KL from the next env step instead.
+    return soft_bellman_targets(state_values, batch.row_rewards, row_discounts(batch, config.gamma), batch.row_next)
+
+
+def update(
+    policy: Policy,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    config: ETPOConfig,
+    max_grad_norm: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """ETPO update on one rollout: per epoch, recompute targets with Q̄, then minibatch steps on critic + policy.
+
+    Q̄ is Polyak-averaged after every gradient step. Returns metrics averaged over the steps.
+    """
+    history: list[dict[str, float]] = []
+    for _ in range(config.num_epochs):
+        targets = compute_targets(policy, batch, config)
+        for segment_ids in segment_minibatches(batch, config.num_minibatches, generator):
+            rows, hidden, ref_logits = forward_rows(policy, batch, segment_ids)
+            logits, q = policy.logits(hidden), policy.q_values(hidden)  # (R_mb, V) each
+            mask = batch.row_mask[rows]
+            q_taken = q.gather(-1, batch.row_tokens[rows, None]).squeeze(-1)  # (R_mb,)
+            c_loss, c_metrics = critic_loss(q_taken, targets[rows], mask, config.critic_loss)
+            p_loss, p_metrics = policy_loss(logits, ref_logits, q, config.beta, mask, config.policy_loss)
+            grad_norm = apply_gradients(p_loss + config.critic_coef * c_loss, policy, optimizer, max_grad_norm, "ETPO")
+            policy.polyak_update(config.tau)
+            history.append(
+                {
+                    **c_metrics,
+                    **p_metrics,
+                    "grad_norm": grad_norm,
+                    "q_mean": float(masked_mean(q_taken.detach(), mask)),
+                    "target_mean": float(masked_mean(targets[rows], mask)),
+                }  # fmt: skip
+            )
+    return {k: sum(h[k] for h in history) / len(history) for k in history[0]}

@@ -1,0 +1,286 @@
+"""The policy: a Hugging Face causal LM, its reference policy π_ref, and the critic heads on its backbone.
+
+One module holds everything the algorithms need, all on ONE shared backbone:
+
+* ``model``: the causal LM (optionally wrapped with LoRA adapters through ``peft``); π(w|context) =
+  softmax(lm_head(h)), where h is the backbone's last hidden state.
+* π_ref, the initial model. With LoRA it is the same base with the adapters disabled (no copy of the weights).
+  Without LoRA a frozen full copy is kept: a few MB for the embedded tiny model, but for billion-parameter
+  models use LoRA.
+* ``q_head`` (ETPO): the token-level soft Q over the whole vocabulary, Q(s, w^{1:j-1}, ·) = q_head(h), a linear
+  map hidden → vocabulary (or a rank-r factorisation). Initialised to exactly zero: Q ≡ 0 is on the reward scale
+  (rewards are AUC ∈ [0.5, 1] or -1), and with Q constant the improved policy π* ∝ π_ref·exp(Q/β) equals π_ref,
+  so training starts at a fixed point instead of chasing raw LM logits (the official code initialises its critic
+  as a copy of the LM, whose logits are O(10) and unrelated to rewards).
+* ``target_q_head``: the Polyak-averaged target Q̄, a copy of the head only (it reads the online backbone's
+  hidden states; DEVIATION from the official code, which keeps a full target model: copying the head keeps the
+  memory at one backbone).
+* ``value_head`` (PPO): a scalar V(s) head, zero-initialised.
+
+Device ``auto`` picks CUDA when available and runs forwards under bf16 autocast there; losses are computed in
+float32.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import os
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+EMBEDDED_MODEL = "etpo-tiny-coder"
+"""Name of the policy packaged under ``agents/assets/``."""
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _embedded_path() -> Path:
+    return Path(str(importlib.resources.files("agents") / "assets" / EMBEDDED_MODEL))
+
+
+def load_policy(
+    name_or_path: str = EMBEDDED_MODEL, local_files_only: bool = True, torch_dtype: torch.dtype | None = None
+) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer.
+
+    Args:
+        name_or_path: ``"etpo-tiny-coder"`` (the packaged model), a local directory, or a hub id.
+        local_files_only: for hub ids, only use the local cache (the default; nothing is downloaded).
+        torch_dtype: weights dtype; ``None`` keeps the checkpoint's.
+
+    Returns:
+        ``(model, tokenizer)``; the tokenizer has a pad token (EOS when it had none).
+
+    Raises:
+        FileNotFoundError: the embedded model is not installed, or an offline hub id is not cached.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if name_or_path == EMBEDDED_MODEL:
+        path = _embedded_path()
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"the embedded model is missing: expected {path}/config.json")
+        name_or_path = str(path)
+    is_local = os.path.isdir(name_or_path)
+    kwargs: dict[str, Any] = {"local_files_only": local_files_only and not is_local}
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=kwargs["local_files_only"])
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    except OSError as error:
+        if is_local or not local_files_only:
+            raise
+        raise FileNotFoundError(
+            f"model {name_or_path!r} is not in the local Hugging Face cache and downloads are off; download it "
+            f"first (huggingface-cli download {name_or_path}) or pass local_files_only=False / --allow-download"
+        ) from error
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def _cache_kwarg(model: nn.Module) -> str:
+    """Name of the KV-cache argument: ``cache`` in transformers 5, ``past_key_values`` before."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+class Policy(nn.Module):
+    """Causal LM + π_ref + optional soft-Q head (with Polyak target) and value head, on one backbone.
+
+    Args:
+        model: a Hugging Face causal LM (already on any device; moved to ``device``).
+        tokenizer: its tokenizer.
+        q_head: build the ETPO soft-Q head (and its target copy).
+        value_head: build the PPO value head.
+        use_lora: wrap ``model`` with LoRA adapters; π_ref is then the adapter-disabled base.
+        lora_r, lora_alpha, lora_target_modules: LoRA settings.
+        q_rank: ``None`` for a full hidden×vocab Q head, else a rank-r factorisation (for 100k+ vocabularies).
+        device: ``auto`` or a torch device string.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        *,
+        q_head: bool = False,
+        value_head: bool = False,
+        use_lora: bool = False,
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_target_modules: list[str] | None = None,
+        q_rank: int | None = None,
+        device: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.device_ = resolve_device(device)
+        self.tokenizer = tokenizer
+        self.use_lora = use_lora
+        model.config.use_cache = True
+        if use_lora:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, target_modules=lora_target_modules, lora_dropout=0.0)
+            model = get_peft_model(model, lora)
+            self.ref_model = None
+        else:
+            self.ref_model = copy.deepcopy(model).requires_grad_(False)
+        self.model = model
+        hidden, vocab = model.config.get_text_config().hidden_size, model.get_output_embeddings().out_features
+        self.vocab_size = vocab
+        self.q_head = self.target_q_head = self.value_head = None
+        if q_head:
+            self.q_head = _zero_head(hidden, vocab, q_rank)
+            self.target_q_head = copy.deepcopy(self.q_head).requires_grad_(False)
+        if value_head:
+            self.value_head = _zero_head(hidden, 1, None)
+        self._cache_kwarg = _cache_kwarg(model)
+        self.to(self.device_)
+        self.eval()  # dropout off everywhere: π is a deterministic function of the weights (rollout == update)
+
+    # ----------------------------------------------------------------------------------------------- forwards
+    def autocast(self):
+        """bf16 autocast on CUDA, nothing elsewhere."""
+        if self.device_.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states (B, S, H) of right-padded sequences (B, S)."""
+        with self.autocast():
+            out = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1
+            )
+        return out.hidden_states[-1]
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Untempered policy logits (..., V) in float32 from hidden states (..., H)."""
+        with self.autocast():
+            return self.model.get_output_embeddings()(hidden).float()
+
+    def q_values(self, hidden: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """Soft Q(·, w) for every token w, (..., V) float32; ``target`` uses the Polyak copy Q̄."""
+        head = self.target_q_head if target else self.q_head
+        if head is None:
+            raise RuntimeError("this Policy has no q_head; build it with q_head=True (ETPO)")
+        return head(hidden.float())
+
+    def values(self, hidden: torch.Tensor) -> torch.Tensor:
+        """State values V(s), (...,) float32."""
+        if self.value_head is None:
+            raise RuntimeError("this Policy has no value_head; build it with value_head=True (PPO)")
+        return self.value_head(hidden.float()).squeeze(-1)
+
+    @torch.no_grad()
+    def ref_logits(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """π_ref logits (R, V) float32 at the (sequence, position) pairs ``rows`` of a (B, S) batch."""
+        with self._reference() as ref:
+            with self.autocast():
+                out = ref(
+                    input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1
+                )
+                return ref.get_output_embeddings()(out.hidden_states[-1][rows]).float()
+
+    @contextmanager
+    def _reference(self):
+        if self.ref_model is not None:
+            yield self.ref_model
+        else:
+            with self.model.disable_adapter():
+                yield self.model
+
+    # --------------------------------------------------------------------------------------------- sampling
+    @torch.no_grad()
+    def start(self, prompt_ids: list[int]) -> tuple[torch.Tensor, Any]:
+        """Encode a prompt; returns the next-token logits (V,) float32 and the KV cache."""
+        ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device_)
+        with self.autocast():
+            out = self.model(input_ids=ids, use_cache=True)
+        return out.logits[0, -1].float(), out.get("cache", out.get("past_key_values"))
+
+    @torch.no_grad()
+    def advance(self, token: int, cache: Any) -> tuple[torch.Tensor, Any]:
+        """One incremental forward of ``token`` on top of ``cache``; returns next-token logits (V,) and cache."""
+        ids = torch.tensor([[token]], dtype=torch.long, device=self.device_)
+        with self.autocast():
+            out = self.model(input_ids=ids, use_cache=True, **{self._cache_kwarg: cache})
+        return out.logits[0, -1].float(), out.get("cache", out.get("past_key_values"))
+
+    # ------------------------------------------------------------------------------------------ parameters
+    def policy_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of π (LoRA adapters, or the whole LM)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters of the critic / value heads."""
+        heads = [h for h in (self.q_head, self.value_head) if h is not None]
+        return [p for h in heads for p in h.parameters()]
+
+    @torch.no_grad()
+    def polyak_update(self, tau: float) -> None:
+        """Q̄ ← (1 − τ)·Q̄ + τ·Q on the critic head."""
+        for target, online in zip(self.target_q_head.parameters(), self.q_head.parameters()):
+            target.lerp_(online, tau)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything a checkpoint needs: trainable weights plus the target head (π_ref is rebuilt)."""
+        state = {k: v for k, v in self.state_dict().items() if not k.startswith("ref_model.")}
+        return state
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Inverse of :meth:`trainable_state_dict`."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("ref_model.")]
+        if missing or unexpected:
+            raise ValueError(
+                f"checkpoint does not match the policy: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
+
+
+def _zero_head(hidden: int, out: int, rank: int | None) -> nn.Module:
+    """Linear head whose output is exactly zero at initialisation (the last layer's weights and bias are 0)."""
+    if rank is None:
+        head = nn.Linear(hidden, out)
+        last = head
+    else:
+        last = nn.Linear(rank, out)
+        head = nn.Sequential(nn.Linear(hidden, rank, bias=False), last)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return head
+
+
+def apply_gradients(
+    loss: torch.Tensor, policy: Policy, optimizer: torch.optim.Optimizer, max_grad_norm: float, name: str
+) -> float:
+    """Backward, clip, step. Returns the pre-clip gradient norm.
+
+    Raises:
+        FloatingPointError: the loss or the gradient norm is NaN/inf (names the loss; the caller adds the step).
+    """
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"{name} loss is {float(loss)}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if not torch.isfinite(grad_norm):
+        raise FloatingPointError(f"{name} gradient norm is {float(grad_norm)}")
+    optimizer.step()
+    return float(grad_norm)

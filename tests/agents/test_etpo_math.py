@@ -1,0 +1,163 @@
+"""ETPO math on hand-made cases: the per-token soft Bellman backup on a tiny token MDP, the policy step."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from agents.etpo import critic_loss, policy_loss, soft_bellman_targets, soft_values
+
+BETA, GAMMA, V = 0.5, 0.9, 2
+
+
+class TinyTokenMDP:
+    """2 env steps; every action is 2 tokens from a vocabulary of 2.
+
+    s0 --a=(w1,w2), r0[a]--> s1_{w1} --a', r1[w1][a']--> terminal. Decision states are (env state, prefix):
+    prefixes () and (w1,). Each row of the flattened table is (decision state, taken token).
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.env_states = ["s0", "s1_0", "s1_1"]
+        self.decisions = [(s, p) for s in self.env_states for p in [(), (0,), (1,)]]
+        self.index = {d: k for k, d in enumerate(self.decisions)}
+        self.r0 = {a: float(torch.rand(1, generator=g)) for a in itertools.product(range(V), repeat=2)}
+        self.r1 = {(s, a): float(torch.rand(1, generator=g)) - 0.5 for s in (0, 1) for a in self.r0}
+        self.ref_logits = torch.randn(len(self.decisions), V, generator=g)
+        self.logits = torch.randn(len(self.decisions), V, generator=g)
+        rows, rewards, discounts, next_rows = [], [], [], []
+        for d, w in itertools.product(self.decisions, range(V)):
+            rows.append((self.index[d], w))
+        row_of = {(d, w): r for r, (d, w) in enumerate(rows)}
+        for d_index, w in rows:
+            state, prefix = self.decisions[d_index]
+            if not prefix:  # intermediate token: next decision is (state, (w,)), no reward, no discount
+                rewards.append(0.0), discounts.append(1.0), next_rows.append(row_of[(self.index[(state, (w,))], 0)])
+            elif state == "s0":  # last token of the first action: reward, discount γ, next env state s1_{w1}
+                rewards.append(self.r0[(prefix[0], w)]), discounts.append(GAMMA)
+                next_rows.append(row_of[(self.index[(f"s1_{prefix[0]}", ())], 0)])
+            else:  # last token of the second action: terminated, no bootstrap
+                rewards.append(self.r1[(int(state[-1]), (prefix[0], w))]), discounts.append(0.0), next_rows.append(-1)
+        self.row_decision = torch.tensor([r[0] for r in rows])
+        self.row_token = torch.tensor([r[1] for r in rows])
+        self.rewards, self.discounts = torch.tensor(rewards), torch.tensor(discounts)
+        self.next_rows = torch.tensor(next_rows)
+
+    def iterate(self, logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """One sweep of the per-token soft Bellman backup (target network = current table, τ = 1)."""
+        d = self.row_decision
+        values = soft_values(logits[d], self.ref_logits[d], q[d], BETA)
+        targets = soft_bellman_targets(values, self.rewards, self.discounts, self.next_rows)
+        new_q = torch.zeros_like(q)
+        new_q[d, self.row_token] = targets
+        return new_q
+
+    def action_level(self, policy_logits: torch.Tensor, state: str, rewards_of) -> float:
+        """Closed-form action-level soft value Σ_a π(a)·Q(a) − β·KL(π‖π_ref)(s) of one env state."""
+        value = 0.0
+        for a in itertools.product(range(V), repeat=2):
+            roots, second = self.index[(state, ())], self.index[(state, (a[0],))]
+            logp = (
+                torch.log_softmax(policy_logits[roots], -1)[a[0]] + torch.log_softmax(policy_logits[second], -1)[a[1]]
+            )
+            ref = (
+                torch.log_softmax(self.ref_logits[roots], -1)[a[0]]
+                + torch.log_softmax(self.ref_logits[second], -1)[a[1]]
+            )
+            value += float(logp.exp() * (rewards_of(a) - BETA * (logp - ref)))
+        return value
+
+
+def test_soft_bellman_converges_to_action_level_soft_values():
+    mdp = TinyTokenMDP()
+    q = torch.zeros(len(mdp.decisions), V)
+    for _ in range(6):  # horizon of 4 tokens: exact after 4 sweeps
+        q = mdp.iterate(mdp.logits, q)
+    v1 = {s: mdp.action_level(mdp.logits, f"s1_{s}", lambda a, s=s: mdp.r1[(s, a)]) for s in (0, 1)}
+    q0 = {a: mdp.r0[a] + GAMMA * v1[a[0]] for a in mdp.r0}
+    v0 = mdp.action_level(mdp.logits, "s0", lambda a: q0[a])
+    # Token-level Q of the last token equals the action-level soft Q of the whole action.
+    for a, expected in q0.items():
+        assert q[mdp.index[("s0", (a[0],))], a[1]] == pytest.approx(expected, abs=1e-5)
+    for s, a in mdp.r1:
+        assert q[mdp.index[(f"s1_{s}", (a[0],))], a[1]] == pytest.approx(mdp.r1[(s, a)], abs=1e-5)
+    # The token-level soft value at the root equals the action-level soft value (KL chain rule).
+    roots = torch.tensor([mdp.index[(s, ())] for s in mdp.env_states])
+    values = soft_values(mdp.logits[roots], mdp.ref_logits[roots], q[roots], BETA)
+    assert values.tolist() == pytest.approx([v0, v1[0], v1[1]], abs=1e-5)
+
+
+def test_soft_policy_iteration_reaches_closed_form_optimum():
+    """Alternating the backup with π ← π_ref·exp(Q/β)/Z gives V*(s) = β log Σ_a π_ref(a|s) exp(Q*(s,a)/β)."""
+    mdp = TinyTokenMDP(seed=1)
+    q, logits = torch.zeros(len(mdp.decisions), V), mdp.logits.clone()
+    for _ in range(10):
+        q = mdp.iterate(logits, q)
+        logits = torch.log_softmax(mdp.ref_logits, -1) + q / BETA  # the policy step's minimiser
+
+    def optimal(state: str, rewards_of) -> float:
+        terms = []
+        for a in itertools.product(range(V), repeat=2):
+            ref = torch.log_softmax(mdp.ref_logits[mdp.index[(state, ())]], -1)[a[0]]
+            ref = ref + torch.log_softmax(mdp.ref_logits[mdp.index[(state, (a[0],))]], -1)[a[1]]
+            terms.append(ref + rewards_of(a) / BETA)
+        return BETA * float(torch.logsumexp(torch.stack(terms), 0))
+
+    v1 = {s: optimal(f"s1_{s}", lambda a, s=s: mdp.r1[(s, a)]) for s in (0, 1)}
+    v0 = optimal("s0", lambda a: mdp.r0[a] + GAMMA * v1[a[0]])
+    roots = torch.tensor([mdp.index[(s, ())] for s in mdp.env_states])
+    values = soft_values(logits[roots], mdp.ref_logits[roots], q[roots], BETA)
+    assert values.tolist() == pytest.approx([v0, v1[0], v1[1]], abs=1e-4)
+
+
+def test_policy_step_converges_to_boltzmann_of_q():
+    g = torch.Generator().manual_seed(0)
+    num_rows, vocab, beta = 4, 5, 0.3
+    q, ref_logits = torch.randn(num_rows, vocab, generator=g), torch.randn(num_rows, vocab, generator=g)
+    logits = torch.zeros(num_rows, vocab, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=0.1)
+    mask = torch.ones(num_rows, dtype=torch.bool)
+    for _ in range(600):
+        loss, _ = policy_loss(logits, ref_logits, q, beta, mask)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    expected = torch.softmax(torch.log_softmax(ref_logits, -1) + q / beta, -1)
+    torch.testing.assert_close(torch.softmax(logits, -1), expected, atol=2e-3, rtol=0)
+
+
+def test_official_loss_gradient_ignores_q():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 4, generator=g, requires_grad=True)
+    ref_logits, mask = torch.randn(3, 4, generator=g), torch.ones(3, dtype=torch.bool)
+    grads = []
+    for q in (torch.zeros(3, 4), torch.randn(3, 4, generator=g) * 10):
+        loss, _ = policy_loss(logits, ref_logits, q, 0.5, mask, kind="official")
+        grads.append(torch.autograd.grad(loss, logits)[0])
+    torch.testing.assert_close(grads[0], grads[1])
+    exact = [torch.autograd.grad(policy_loss(logits, ref_logits, q, 0.5, mask)[0], logits)[0] for q in (
+        torch.zeros(3, 4), torch.ones(3, 4) * torch.arange(4.0))]  # fmt: skip
+    assert not torch.allclose(exact[0], exact[1])
+
+
+def test_targets_match_loop_reference():
+    g = torch.Generator().manual_seed(3)
+    num_rows = 50
+    values, rewards = torch.randn(num_rows, generator=g), torch.randn(num_rows, generator=g)
+    discounts = torch.rand(num_rows, generator=g)
+    next_rows = torch.randint(-1, num_rows, (num_rows,), generator=g)
+    expected = [
+        float(rewards[r]) + (float(discounts[r] * values[next_rows[r]]) if next_rows[r] >= 0 else 0.0)
+        for r in range(num_rows)
+    ]
+    assert soft_bellman_targets(values, rewards, discounts, next_rows).tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_critic_loss_is_masked_squared_error():
+    q_taken, targets = torch.tensor([1.0, 2.0, 5.0]), torch.tensor([0.0, 0.0, 0.0])
+    loss, metrics = critic_loss(q_taken, targets, torch.tensor([True, True, False]))
+    assert float(loss) == pytest.approx(2.5)
+    assert metrics["td_error"] == pytest.approx(1.5)
