@@ -235,7 +235,7 @@ class Policy(nn.Module):
     @torch.no_grad()
     def polyak_update(self, tau: float) -> None:
         """Q̄ ← (1 − τ)·Q̄ + τ·Q on the critic head."""
-        for target, online in zip(self.target_q_head.parameters(), self.q_head.parameters()):
+        for target, online in zip(self.target_q_head.parameters(), self.q_head.parameters(), strict=True):
             target.lerp_(online, tau)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
