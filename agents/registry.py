@@ -1,0 +1,88 @@
+"""Agents by name, for ``benchmarks/compare.py``: ``--agents etpo,ppo,sb3-ppo,my-agent``.
+
+An agent is a callable ``fn(env_kwargs: dict, total_actions: int, seed: int, **kwargs) -> dict``: it trains on the
+token-level env built from ``env_kwargs`` for ``total_actions`` env actions (code executions, the budget every
+agent shares) and returns at least the keys of :data:`REQUIRED_METRICS`.
+
+Register your own with the decorator (see ``docs/custom_agents.md``)::
+
+    @register_agent("my-agent")
+    def run(env_kwargs, total_actions, seed, **kwargs):
+        ...
+
+Built-in agents are listed by import path and imported on first use, so importing this module (or listing the
+agents) does not import torch or stable-baselines3. A ``"package.module:function"`` string also works as a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+AgentFn = Callable[..., dict[str, Any]]
+"""``fn(env_kwargs: dict, total_actions: int, seed: int, **kwargs) -> dict`` (metrics)."""
+
+REQUIRED_METRICS = (
+    "train_reward_mean",
+    "success_rate",
+    "greedy_auc",
+    "greedy_test_auc",
+    "num_actions",
+    "num_tokens",
+    "wall_time_s",
+)
+"""Keys every agent's metrics dict has: mean reward per training action, share of training actions that returned
+a working model, mean greedy-action reward (AUC, -1 on failure) over the datasets, mean held-out test AUC of the
+successful greedy actions, actions and tokens consumed, wall-clock seconds."""
+
+_BUILTIN: dict[str, str] = {
+    "sb3-ppo": "agents.sb3:run_sb3_ppo",
+    "sb3-a2c": "agents.sb3:run_sb3_a2c",
+}
+_REGISTRY: dict[str, AgentFn] = {}
+
+
+def register_agent(name: str, *, replace: bool = False) -> Callable[[AgentFn], AgentFn]:
+    """Decorator registering ``fn`` under ``name``; returns ``fn`` unchanged.
+
+    Args:
+        name: the name ``compare.py --agents`` uses.
+        replace: allow overriding an existing name (built-in or registered).
+
+    Raises:
+        ValueError: ``name`` is taken and ``replace`` is False.
+    """
+
+    def decorator(fn: AgentFn) -> AgentFn:
+        if not replace and (name in _REGISTRY or name in _BUILTIN):
+            raise ValueError(f"agent {name!r} is already registered; pick another name or pass replace=True")
+        _REGISTRY[name] = fn
+        return fn
+
+    return decorator
+
+
+def _import_path(path: str) -> AgentFn:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_agent(name: str) -> AgentFn:
+    """The agent callable registered as ``name``, or found at the import path ``"package.module:function"``.
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+    """
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _BUILTIN:
+        return _import_path(_BUILTIN[name])
+    if ":" in name:
+        return _import_path(name)
+    raise KeyError(f"unknown agent {name!r}; known: {', '.join(list_agents())} (or pass 'module:function')")
+
+
+def list_agents() -> list[str]:
+    """Names of the built-in and registered agents, sorted."""
+    return sorted({*_BUILTIN, *_REGISTRY})
