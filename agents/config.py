@@ -80,9 +80,8 @@ class RunConfig:
     """Write ``checkpoint.pt`` every this many updates (and at the end); ``0`` only at the end."""
     resume: bool = False
     """Continue from ``output_dir/checkpoint.pt``: step count, weights, optimiser, RNG state, logs."""
-    eval_episodes: int = 1
-    """Greedy evaluation episodes per dataset at the end (greedy decoding is deterministic; >1 only matters
-    when the env samples datasets)."""
+    greedy_eval: bool = True
+    """At the end, write one greedy (argmax) action per dataset and report its AUCs (``agents.train.evaluate``)."""
     progress_bar: bool = True
     """Show a tqdm bar over env actions."""
 
@@ -106,7 +105,6 @@ class RunConfig:
         _check(self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}")
         _check(self.save_every >= 0, f"save_every must be >= 0 (0 = only at the end), got {self.save_every}")
         _check(self.lora_r >= 1, f"lora_r must be >= 1, got {self.lora_r}")
-        _check(self.eval_episodes >= 0, f"eval_episodes must be >= 0, got {self.eval_episodes}")
 
 
 @dataclass
@@ -212,3 +210,6 @@ class ReinforceConfig(_UpdateConfig):
 @dataclass
 class BaseConfig:
     """The sampling-only floor agent: no learning, no settings."""
+
+    def __post_init__(self) -> None:
+        """Nothing to validate."""

@@ -160,12 +160,17 @@ def update(
     batch: Batch,
     optimizer: torch.optim.Optimizer,
     config: ETPOConfig,
+    *,
     max_grad_norm: float = 1.0,
     generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+    state: dict | None = None,
 ) -> dict[str, float]:
     """ETPO update on one rollout: per epoch, recompute targets with Q̄, then minibatch steps on critic + policy.
 
-    Q̄ is Polyak-averaged after every gradient step. Returns metrics averaged over the steps.
+    Q̄ is Polyak-averaged after every gradient step. ``temperature`` is ignored: targets and the policy loss use
+    the untempered π (the behaviour policy may be tempered; soft Q-learning is off-policy). ``state`` is unused.
+    Returns metrics averaged over the steps.
     """
     history: list[dict[str, float]] = []
     for _ in range(config.num_epochs):

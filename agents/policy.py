@@ -212,7 +212,7 @@ class Policy(nn.Module):
         ids = torch.tensor([prompt_ids], dtype=torch.long, device=self.device_)
         with self.autocast():
             out = self.model(input_ids=ids, use_cache=True)
-        return out.logits[0, -1].float(), out.get("cache", out.get("past_key_values"))
+        return out.logits[0, -1].float(), _cache_of(out)
 
     @torch.no_grad()
     def advance(self, token: int, cache: Any) -> tuple[torch.Tensor, Any]:
@@ -220,7 +220,7 @@ class Policy(nn.Module):
         ids = torch.tensor([[token]], dtype=torch.long, device=self.device_)
         with self.autocast():
             out = self.model(input_ids=ids, use_cache=True, **{self._cache_kwarg: cache})
-        return out.logits[0, -1].float(), out.get("cache", out.get("past_key_values"))
+        return out.logits[0, -1].float(), _cache_of(out)
 
     # ------------------------------------------------------------------------------------------ parameters
     def policy_parameters(self) -> list[nn.Parameter]:
@@ -251,6 +251,11 @@ class Policy(nn.Module):
             raise ValueError(
                 f"checkpoint does not match the policy: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
+
+
+def _cache_of(out: Any) -> Any:
+    """The KV cache of a model output (``cache`` in transformers 5, ``past_key_values`` before)."""
+    return out["cache"] if "cache" in out else out.past_key_values
 
 
 def _zero_head(hidden: int, out: int, rank: int | None) -> nn.Module:

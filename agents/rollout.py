@@ -196,8 +196,8 @@ class RolloutCollector:
         self.envs, self.policy = envs, policy
         self.temperature, self.top_k = temperature, top_k
         mode = envs.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
-        self.next_step_reset = str(getattr(mode, "value", mode)).lower() == "next_step"
-        if not self.next_step_reset and str(getattr(mode, "value", mode)).lower() != "same_step":
+        self.next_step_reset = mode == gym.vector.AutoresetMode.NEXT_STEP
+        if not self.next_step_reset and mode != gym.vector.AutoresetMode.SAME_STEP:
             raise ValueError(f"unsupported autoreset mode {mode}; use NEXT_STEP (default) or SAME_STEP")
         self.generator = torch.Generator(device=policy.device_)
         self.generator.manual_seed(seed)
