@@ -31,7 +31,8 @@ class DataSciTask:
         prompt_style: ``"paper"`` (default, the paper's prompt) or ``"rich"`` (adds description, columns, balance).
         max_turns: actions per episode before truncation (the paper's 5).
         executor: a shared ``CodeExecutor``; ``None`` creates one owned (and closed) by this task.
-        executor_kwargs: arguments of the owned executor (``num_workers``, ``timeout_s``, ``memory_limit_mb``).
+        executor_kwargs: settings of the owned executor (``num_workers``, ``timeout_s``, ``memory_limit_mb``);
+            ``None`` values keep the executor's defaults. Settings together with a shared executor are an error.
     """
 
     def __init__(
@@ -49,10 +50,13 @@ class DataSciTask:
         self.datasets = datasets
         self.prompt_style = prompt_style
         self.max_turns = max_turns
+        settings = {key: value for key, value in (executor_kwargs or {}).items() if value is not None}
+        if executor is not None and settings:
+            raise ValueError(f"pass either executor= or executor settings {sorted(settings)}, not both")
         if executor is None:
             from etpo_gym.executor import CodeExecutor
 
-            executor = CodeExecutor(**(executor_kwargs or {}))
+            executor = CodeExecutor(**settings)
             self._owns_executor = True
         else:
             self._owns_executor = False
@@ -198,8 +202,10 @@ class DataSciTokenEnv(gym.Env):
         max_obs_tokens: int = 1024,
         stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
         executor: Any = None,
+        num_workers: int | None = None,
+        timeout_s: float | None = None,
+        memory_limit_mb: int | None = None,
         render_mode: str | None = None,
-        **executor_kwargs: Any,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
@@ -216,6 +222,7 @@ class DataSciTokenEnv(gym.Env):
         self.pad_token_id = int(pad if pad is not None else self.eos_token_id)
         self._token_texts = token_texts(self.tokenizer) if self.stop_strings else []
         self._tail_chars = max((len(s) for s in self.stop_strings), default=0)
+        executor_kwargs = {"num_workers": num_workers, "timeout_s": timeout_s, "memory_limit_mb": memory_limit_mb}
         self.task = _make_task(dataset, target, description, prompt_style, max_turns, executor, executor_kwargs)
         self._prompt_ids_cache: dict[str, np.ndarray] = {}
 
@@ -401,13 +408,16 @@ class DataSciTextEnv(gym.Env):
         max_obs_chars: int = 20000,
         max_action_chars: int = 8000,
         executor: Any = None,
+        num_workers: int | None = None,
+        timeout_s: float | None = None,
+        memory_limit_mb: int | None = None,
         render_mode: str | None = None,
-        **executor_kwargs: Any,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self.tokenizer = load_tokenizer(tokenizer)
+        executor_kwargs = {"num_workers": num_workers, "timeout_s": timeout_s, "memory_limit_mb": memory_limit_mb}
         self.task = _make_task(dataset, target, description, prompt_style, max_turns, executor, executor_kwargs)
         self.observation_space = spaces.Text(max_obs_chars, min_length=0, charset=_TEXT_CHARSET)
         self.action_space = spaces.Text(max_action_chars, min_length=0, charset=_TEXT_CHARSET)

@@ -92,24 +92,41 @@ _RETURN_MODEL = re.compile(r"^\s*return\s+model\s*$")
 def normalize_body(code: str) -> str:
     """Canonical body text: dedented, trailing blank lines and a final ``return model`` removed.
 
-    Accepts the body with or without the function's indentation, and with or without the prompt's leading
-    indentation already consumed (first line unindented, the rest indented). Used for execution and as the
-    cache key, so equivalent spellings of one body share a cache entry.
+    Accepts the body with or without the function's indentation, and in the form a causal LM writes after the
+    prompt's trailing indentation (first line unindented, the rest indented). That form is ambiguous for a first
+    line that opens a block, so the readings are tried in order -- the first line indented like the function
+    body (4 spaces), like the least-indented later line, or not at all -- and the first that compiles wins.
+    Used for execution and as the cache key, so equivalent spellings of one body share a cache entry.
     """
-    code = code.replace("\r\n", "\n").replace("\t", "    ")
-    lines = code.split("\n")
-    # The prompt ends with 4 spaces, so a model continuing it writes an unindented first line and indented rest.
+    lines = [line.rstrip() for line in code.replace("\r\n", "\n").replace("\t", "    ").split("\n")]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    if not lines:
+        return ""
     rest = [line for line in lines[1:] if line.strip()]
-    if lines and lines[0].strip() and not lines[0].startswith(" ") and rest:
-        rest_indent = min(len(line) - len(line.lstrip(" ")) for line in rest)
-        lines[0] = " " * rest_indent + lines[0]
-    body = textwrap.dedent("\n".join(lines)).strip("\n")
-    body_lines = [line.rstrip() for line in body.split("\n")]
+    rest_indent = min((len(line) - len(line.lstrip(" ")) for line in rest), default=0)
+    readings = [lines]
+    if not lines[0].startswith(" ") and rest_indent > 0:
+        readings = [[" " * pad + lines[0], *lines[1:]] for pad in dict.fromkeys((4, rest_indent, 0))]
+    bodies = [_strip_final_return(textwrap.dedent("\n".join(reading))) for reading in readings]
+    return next((body for body in bodies if _compiles(body)), bodies[0])
+
+
+def _strip_final_return(body: str) -> str:
+    body_lines = body.strip("\n").split("\n")
     while body_lines and not body_lines[-1].strip():
         body_lines.pop()
     if body_lines and _RETURN_MODEL.match(body_lines[-1]) and not body_lines[-1].startswith(" "):
         body_lines.pop()
     return "\n".join(body_lines).strip("\n")
+
+
+def _compiles(body: str) -> bool:
+    try:
+        compile(PROGRAM_TEMPLATE.format(body=textwrap.indent(body or "pass", "    ")), "<build_model>", "exec")
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def indent_body(body: str) -> str:

@@ -21,6 +21,18 @@ def test_normalize_body_accepts_indentation_variants(variant):
     assert task.normalize_body(variant) == RF
 
 
+@pytest.mark.parametrize(
+    "written, expected",
+    [
+        ("while True:\n        pass", "while True:\n    pass"),  # after the prompt's indent, block opener first
+        ("for i in range(3):\n    model = i", "for i in range(3):\n    model = i"),  # no function indentation
+        ("a = 1\n        b = 2", "a = 1\nb = 2"),  # over-indented body, consistent
+    ],
+)
+def test_normalize_body_resolves_first_line_ambiguity(written, expected):
+    assert task.normalize_body(written) == expected
+
+
 def test_normalize_body_keeps_nested_return():
     body = "if True:\n    return model\nmodel = 1"
     assert task.normalize_body(body) == body
