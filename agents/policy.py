@@ -280,7 +280,7 @@ def apply_gradients(
         FloatingPointError: the loss or the gradient norm is NaN/inf (names the loss; the caller adds the step).
     """
     if not torch.isfinite(loss):
-        raise FloatingPointError(f"{name} loss is {float(loss)}")
+        raise FloatingPointError(f"{name} loss is {float(loss.detach())}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"]]

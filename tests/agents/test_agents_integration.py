@@ -1,0 +1,184 @@
+"""Rollout collection and short training runs on the REAL token-level env (sandboxed executor, no downloads)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+import gymnasium as gym
+import pytest
+import torch
+
+import etpo_gym  # noqa: F401
+from agents.config import ETPOConfig, RunConfig
+from agents.policy import Policy, load_policy
+from agents.rollout import RolloutCollector, row_discounts
+from agents.train import parse_args, train
+
+EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "..", "agents", "assets", "etpo-tiny-coder", "config.json")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> str:
+    """The embedded model when installed, else a tiny random Llama over the env's packaged tokenizer."""
+    if os.path.exists(EMBEDDED):
+        return os.path.dirname(EMBEDDED)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from etpo_gym.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    path = str(tmp_path_factory.mktemp("tiny-llama"))
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def executor():
+    from etpo_gym.executor import CodeExecutor
+
+    with CodeExecutor(timeout_s=10) as shared:
+        yield shared
+
+
+def _run(model_dir: str, executor, output_dir, **overrides) -> RunConfig:
+    settings = dict(model=model_dir, total_steps=2, actions_per_rollout=2, max_action_tokens=8, max_turns=2,
+                    output_dir=str(output_dir), progress_bar=False, greedy_eval=False,
+                    env_kwargs={"executor": executor})  # fmt: skip
+    settings.update(overrides)
+    return RunConfig(**settings)
+
+
+def test_rollout_batch_layout_and_cached_logprobs(model_dir, executor):
+    model, tokenizer = load_policy(model_dir)
+    policy = Policy(model, tokenizer, q_head=True, device="cpu")
+    envs = gym.make_vec("ETPO-DataSci-v0", num_envs=2, dataset="pharyngitis", tokenizer=tokenizer, max_turns=2,
+                        max_action_tokens=6, executor=executor)  # fmt: skip
+    collector = RolloutCollector(envs, policy, temperature=1.0, seed=0)
+    batch = collector.collect(5)
+    envs.close()
+    n = batch.num_actions
+    assert n >= 5 and collector.total_actions == n
+    assert batch.action_lens[:n].min() >= 1 and (batch.action_lens[n:] == 0).all()
+    assert len(batch.row_segments) == int(batch.action_lens.sum()) + (len(batch.prompt_lens) - n)
+    # Nothing of size tokens x vocabulary is stored.
+    assert all(t.ndim <= 2 for t in batch.__dict__.values() if isinstance(t, torch.Tensor))
+    # KV-cached behaviour log-probabilities equal a full re-encode (T = 1, no top-k: μ = π).
+    with torch.no_grad():
+        for k in range(n):
+            p, length = int(batch.prompt_lens[k]), int(batch.prompt_lens[k] + batch.action_lens[k])
+            logits = model(input_ids=batch.input_ids[k : k + 1, :length]).logits[0].float()
+            expected = torch.log_softmax(logits[p - 1 : length - 1], -1).gather(-1, batch.input_ids[k, p:length, None])
+            rows = batch.row_segments == k
+            torch.testing.assert_close(batch.row_logprobs[rows], expected.squeeze(-1), atol=1e-4, rtol=1e-4)
+    # Row chain: inside an action r -> r + 1; last token -> first row of the next state, or -1 iff terminated.
+    for r in torch.nonzero(batch.row_mask).squeeze(1).tolist():
+        k = int(batch.row_segments[r])
+        if not batch.row_is_last[r]:
+            assert batch.row_next[r] == r + 1
+        elif batch.terminated[k]:
+            assert batch.row_next[r] == -1
+        else:
+            nxt = int(batch.next_segment[k])
+            assert nxt > k and batch.row_segments[batch.row_next[r]] == nxt
+            assert batch.row_positions[batch.row_next[r]] == batch.prompt_lens[nxt] - 1
+    discounts = row_discounts(batch, 0.9)
+    assert set(discounts[batch.row_mask & ~batch.row_is_last].tolist()) <= {1.0}
+    assert all(d == 0.0 or d == pytest.approx(0.9) for d in discounts[batch.row_is_last].tolist())
+
+
+def _trainable(path: str) -> dict[str, torch.Tensor]:
+    return torch.load(os.path.join(path, "checkpoint.pt"), weights_only=False)["policy"]
+
+
+@pytest.mark.parametrize("algo", ["etpo", "ppo", "reinforce", "base"])
+def test_short_training_run(algo, model_dir, executor, tmp_path):
+    final = train(_run(model_dir, executor, tmp_path, algo=algo))
+    assert final["num_actions"] >= 2 and final["num_tokens"] >= 2
+    with open(tmp_path / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    loss_keys = [k for k in rows[0] if k.endswith("loss")]
+    assert (algo == "base") == (not loss_keys)
+    assert all(math.isfinite(float(row[k])) for row in rows for k in loss_keys)
+    initial, _ = load_policy(model_dir)
+    trained = _trainable(str(tmp_path))
+    changed = any(not torch.equal(v, trained[f"model.{k}"]) for k, v in initial.state_dict().items())
+    assert changed == (algo != "base")
+    if algo == "etpo":
+        assert trained["q_head.weight"].abs().sum() > 0
+        assert not torch.equal(trained["q_head.weight"], trained["target_q_head.weight"])
+
+
+def test_resume_continues_from_saved_step(model_dir, executor, tmp_path):
+    first = train(_run(model_dir, executor, tmp_path, total_steps=2))
+    assert first["num_actions"] == 2
+    resumed = train(_run(model_dir, executor, tmp_path, total_steps=4, resume=True))
+    assert resumed["num_actions"] == 4 and resumed["updates"] == 2
+    with open(tmp_path / "metrics.csv") as f:
+        assert [int(row["env_actions"]) for row in csv.DictReader(f)] == [2, 4]
+
+
+def test_non_finite_loss_names_the_update(model_dir, executor, tmp_path, monkeypatch):
+    import agents.etpo
+
+    def nan_loss(q_taken, targets, mask, kind="mse"):
+        return q_taken.sum() * float("nan"), {}
+
+    monkeypatch.setattr(agents.etpo, "critic_loss", nan_loss)
+    with pytest.raises(FloatingPointError, match=r"update 1 .*etpo"):
+        train(_run(model_dir, executor, tmp_path))
+
+
+def test_greedy_evaluation_reports_held_out_auc_keys(model_dir, executor, tmp_path):
+    final = train(_run(model_dir, executor, tmp_path, algo="base", total_steps=1, greedy_eval=True))
+    assert {"greedy_auc", "greedy_test_auc", "greedy_success_rate", "greedy"} <= set(final)
+    assert -1.0 <= final["greedy_auc"] <= 1.0
+    assert (tmp_path / "final_metrics.json").exists()
+
+
+def test_cli_arguments():
+    run, algo_config = parse_args(
+        ["--algo", "etpo-official-loss", "--dataset", "pharyngitis", "--total-steps", "3", "--seed", "2",
+         "--output-dir", "x", "--algo-arg", "beta=0.2", "--temperature", "0.5"]
+    )  # fmt: skip
+    assert isinstance(algo_config, ETPOConfig) and algo_config.policy_loss == "official" and algo_config.beta == 0.2
+    assert run.total_steps == 3 and run.seed == 2 and run.temperature == 0.5 and run.dataset == "pharyngitis"
+    with pytest.raises(ValueError, match="beta must be > 0"):
+        ETPOConfig(beta=0)
+
+
+def test_lora_reference_is_the_adapter_disabled_base(model_dir, executor, tmp_path):
+    from agents import etpo
+
+    model, tokenizer = load_policy(model_dir)
+    policy = Policy(model, tokenizer, q_head=True, use_lora=True, lora_r=4, lora_target_modules=["q_proj", "v_proj"])
+    assert policy.ref_model is None  # no copy of the weights
+    envs = gym.make_vec("ETPO-DataSci-v0", num_envs=1, dataset="pharyngitis", tokenizer=tokenizer,
+                        max_action_tokens=6, executor=executor)  # fmt: skip
+    batch = RolloutCollector(envs, policy, seed=0).collect(2)
+    envs.close()
+    segments = torch.arange(batch.num_actions)
+    from agents.rollout import forward_rows
+
+    def logits_and_ref():
+        with torch.no_grad():
+            _, hidden, ref_logits = forward_rows(policy, batch, segments)
+            return policy.logits(hidden), ref_logits
+
+    before, ref_before = logits_and_ref()
+    torch.testing.assert_close(before, ref_before)  # LoRA's B starts at zero: π = π_ref
+    optimizer = torch.optim.Adam(policy.policy_parameters() + policy.head_parameters(), lr=1e-2)
+    config = ETPOConfig(num_epochs=2, num_minibatches=1)
+    assert all(p.requires_grad == ("lora_" in n) for n, p in policy.model.named_parameters())
+    etpo.update(policy, batch, optimizer, config)
+    after, ref_after = logits_and_ref()
+    torch.testing.assert_close(ref_after, ref_before)
+    assert not torch.allclose(after, before)
