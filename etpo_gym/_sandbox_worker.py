@@ -55,8 +55,9 @@ ALLOWED_IMPORTS = frozenset(
 
 DEFAULT_PRELOAD = (
     "numpy", "scipy.stats", "scipy.sparse", "pandas", "sklearn", "sklearn.base", "sklearn.calibration",
-    "sklearn.cluster", "sklearn.compose", "sklearn.decomposition", "sklearn.discriminant_analysis",
-    "sklearn.dummy", "sklearn.ensemble", "sklearn.feature_selection", "sklearn.gaussian_process",
+    "sklearn.cluster", "sklearn.compose", "sklearn.datasets", "sklearn.decomposition",
+    "sklearn.discriminant_analysis", "sklearn.dummy", "sklearn.ensemble", "sklearn.feature_selection",
+    "sklearn.gaussian_process",
     "sklearn.impute", "sklearn.kernel_approximation", "sklearn.linear_model", "sklearn.metrics",
     "sklearn.model_selection", "sklearn.multiclass", "sklearn.naive_bayes", "sklearn.neighbors",
     "sklearn.neural_network", "sklearn.pipeline", "sklearn.preprocessing", "sklearn.svm", "sklearn.tree",
@@ -160,12 +161,12 @@ def decode_message(data: bytes | bytearray) -> tuple[dict, list[memoryview]]:
 
 
 def short_error(error: BaseException) -> tuple[str, str]:
-    """``(type name, last traceback line)`` truncated to 100 / 300 characters."""
+    """``(type name, last traceback line)``, whitespace collapsed to one line, truncated to 100 / 300 characters."""
     name = type(error).__name__[:100]
     if isinstance(error, SyntaxError):
         line = f"{name}: {error.msg} (line {error.lineno})"
     else:
-        line = traceback.format_exception_only(type(error), error)[-1].strip()
+        line = " ".join(traceback.format_exception_only(type(error), error)[-1].split())
     return name, line if len(line) <= 300 else line[:297] + "..."
 
 
@@ -194,7 +195,7 @@ def landlock_abi() -> int:
     return max(0, int(libc.syscall(444, None, 0, 1)))  # landlock_create_ruleset(NULL, 0, VERSION)
 
 
-def _apply_landlock(abi: int, read_rules: list[tuple[str, bool]], workdir: str) -> None:
+def _apply_landlock(abi: int, read_rules: list[tuple[str, str]], workdir: str) -> None:
     """Restrict this process's filesystem, TCP and signal reach (Linux Landlock; irrevocable)."""
     ctypes, libc = _libc_syscall()
     fs_bits = {1: 13, 2: 14, 3: 15, 4: 15, 5: 16}.get(abi, 16)
@@ -214,8 +215,8 @@ def _apply_landlock(abi: int, read_rules: list[tuple[str, bool]], workdir: str) 
     ruleset = libc.syscall(444, ctypes.byref(attr), size, 0)
     if ruleset < 0:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
-    rules = [(path, read_dir if is_dir else read_file) for path, is_dir in read_rules]
-    rules += [(workdir, handled_fs), (os.devnull, file_rights)]
+    rules = [(path, {"dir": read_dir, "file": read_file, "list": 0b1000}[kind]) for path, kind in read_rules]
+    rules += [(workdir, handled_fs), (os.devnull, file_rights), (f"/proc/{os.getpid()}", read_dir)]
     for path, rights in rules:
         try:
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
@@ -281,7 +282,7 @@ class _AuditPolicy:
 
     def __init__(self, workdir: str, read_roots: tuple[str, ...], deny_roots: tuple[str, ...]):
         self.workdir = os.path.realpath(workdir)
-        self.read_roots = read_roots
+        self.read_roots = read_roots + (f"/proc/{os.getpid()}",)
         self.deny_roots = deny_roots
         self.ctypes_dir = os.path.dirname(sys.modules["ctypes"].__file__) if "ctypes" in sys.modules else "?"
         self.local = threading.local()
@@ -517,6 +518,8 @@ class _Server:
             eval_proba, test_proba = _run_untrusted(source, *arrays, data.num_classes)
         except BaseException as error:  # noqa: B036 -- SystemExit, KeyboardInterrupt... are the code's failures
             error_type, message = short_error(error)
+            if isinstance(error, MemoryError):  # numpy raises a private subclass
+                error_type = "MemoryError"
             write_message(3, {"ok": False, "error_type": error_type, "message": message})
             return
         write_message(3, {"ok": True}, (eval_proba, test_proba))
@@ -611,16 +614,21 @@ def _read_roots() -> tuple[str, ...]:
     return tuple(sorted(roots)) + _SYSTEM_READ_ROOTS
 
 
-def _landlock_rules(read_roots: tuple[str, ...], deny_roots: tuple[str, ...]) -> list[tuple[str, bool]]:
-    """Read-only Landlock rules covering ``read_roots`` minus ``deny_roots`` (Landlock can only allow)."""
-    rules: list[tuple[str, bool]] = []
+def _landlock_rules(read_roots: tuple[str, ...], deny_roots: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Read-only Landlock rules covering ``read_roots`` minus ``deny_roots`` (Landlock can only allow).
+
+    Returns ``(path, kind)`` pairs: ``"dir"`` / ``"file"`` readable, ``"list"`` a directory holding a denied
+    path, whose names stay listable (the import system needs that) while its entries get rules of their own.
+    """
+    rules: list[tuple[str, str]] = []
 
     def cover(path: str) -> None:
         if _inside(path, deny_roots) or not os.path.exists(path):
             return
         if not os.path.isdir(path) or not any(_inside(deny, (path,)) for deny in deny_roots):
-            rules.append((path, os.path.isdir(path)))
+            rules.append((path, "dir" if os.path.isdir(path) else "file"))
             return
+        rules.append((path, "list"))
         for name in sorted(os.listdir(path)):
             cover(os.path.join(path, name))
 

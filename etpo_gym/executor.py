@@ -374,7 +374,9 @@ class CodeExecutor:
             from sklearn.model_selection import train_test_split
 
             rows = np.arange(len(dataset.y))
-            pairs = [train_test_split(rows, test_size=0.5, random_state=s, shuffle=True) for s in range(task.NUM_SPLITS)]
+            pairs = [
+                train_test_split(rows, test_size=0.5, random_state=s, shuffle=True) for s in range(task.NUM_SPLITS)
+            ]
             self._splits[dataset.fingerprint] = (np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs]))
         return self._splits[dataset.fingerprint]
 
@@ -390,4 +392,4 @@ class CodeExecutor:
         }
         arrays = (dataset.x, dataset.y, dataset.x_test, train_idx, eval_idx)
         dtypes = (np.float64, np.int64, np.float64, np.int64, np.int64)
-        return header, tuple(np.ascontiguousarray(a, dtype=d) for a, d in zip(arrays, dtypes))
+        return header, tuple(np.ascontiguousarray(a, dtype=d) for a, d in zip(arrays, dtypes, strict=True))
