@@ -37,6 +37,11 @@ a working model, mean greedy-action reward (AUC, -1 on failure) over the dataset
 successful greedy actions, actions and tokens consumed, wall-clock seconds."""
 
 _BUILTIN: dict[str, str] = {
+    "etpo": "agents.train:run_etpo",
+    "etpo-official-loss": "agents.train:run_etpo_official_loss",
+    "ppo": "agents.train:run_ppo",
+    "reinforce": "agents.train:run_reinforce",
+    "base": "agents.train:run_base",
     "sb3-ppo": "agents.sb3:run_sb3_ppo",
     "sb3-a2c": "agents.sb3:run_sb3_a2c",
 }

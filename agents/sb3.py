@@ -35,7 +35,6 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -52,6 +51,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 import etpo_gym  # noqa: F401  (registers the envs)
+from agents.policy import load_policy
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 """SB3 algorithms :func:`train_sb3` accepts (on-policy actor-critics, which is what the LM policy is)."""
@@ -60,27 +60,6 @@ SB3_ENV_DEFAULTS: dict[str, Any] = {"max_obs_tokens": 512, "max_action_tokens": 
 """Env settings :func:`make_sb3_env` uses unless given: SB3 re-encodes the whole observation per token, so a short
 observation window keeps collection and PPO epochs affordable (the paper's prompts fit in ~300 tokens)."""
 
-PACKAGED_MODELS_DIR = Path(__file__).resolve().parent / "assets"
-"""Where packaged policies (``etpo-tiny-coder``) live; a bare name resolves here before the HF cache."""
-
-
-def load_causal_lm(model_name_or_path: str) -> nn.Module:
-    """Load a causal LM by packaged name (``etpo-tiny-coder``), local directory, or cached hub id (no download).
-
-    Args:
-        model_name_or_path: a name under ``agents/assets/``, a directory saved with ``save_pretrained``, or a hub
-            id already in the local Hugging Face cache.
-
-    Returns:
-        The ``AutoModelForCausalLM`` in float32.
-    """
-    from transformers import AutoModelForCausalLM
-
-    packaged = PACKAGED_MODELS_DIR / model_name_or_path
-    path = str(packaged) if packaged.is_dir() else model_name_or_path
-    # local_files_only: never download (tests and benchmarks run offline).
-    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, local_files_only=True)
-
 
 class LMFeaturesExtractor(BaseFeaturesExtractor):
     """The LM backbone as SB3 features extractor: observation -> last hidden state at the last real token.
@@ -88,7 +67,8 @@ class LMFeaturesExtractor(BaseFeaturesExtractor):
     Args:
         observation_space: the env's ``Dict(input_ids, attention_mask)`` space.
         model: a ``transformers`` causal LM, or ``None`` to load ``model_name_or_path``.
-        model_name_or_path: see :func:`load_causal_lm`; used when ``model`` is ``None``.
+        model_name_or_path: ``"etpo-tiny-coder"``, a local directory or a cached hub id, loaded in float32 with
+            ``agents.policy.load_policy`` (never downloads); used when ``model`` is ``None``.
     """
 
     def __init__(
@@ -96,7 +76,7 @@ class LMFeaturesExtractor(BaseFeaturesExtractor):
     ):
         if (model is None) == (model_name_or_path is None):
             raise ValueError("pass exactly one of policy_kwargs 'model' (an HF causal LM) or 'model_name_or_path'")
-        lm = model if model is not None else load_causal_lm(model_name_or_path)
+        lm = model if model is not None else load_policy(model_name_or_path, torch_dtype=torch.float32)[0]
         backbone = lm.base_model
         if backbone is lm:
             raise ValueError(f"{type(lm).__name__} has no separate backbone (base_model); need an HF *ForCausalLM")
@@ -168,8 +148,8 @@ class LMActorCriticPolicy(ActorCriticPolicy):
         observation_space: ``Dict(input_ids, attention_mask)``, right-padded token ids.
         action_space: ``Discrete(vocab_size)``.
         lr_schedule: SB3's learning-rate schedule.
-        model_name_or_path: the LM to load (:func:`load_causal_lm`); saved in ``policy_kwargs``, so SB3's ``load``
-            rebuilds it and then restores the trained weights.
+        model_name_or_path: the LM to load (``agents.policy.load_policy``); saved in ``policy_kwargs``, so SB3's
+            ``load`` rebuilds it and then restores the trained weights.
         model: an LM object instead (e.g. a small random one); SB3's ``save`` pickles it with ``policy_kwargs``.
         **kwargs: other ``ActorCriticPolicy`` arguments (``optimizer_class``, ``optimizer_kwargs``, ...);
             ``net_arch``, ``ortho_init`` and the features extractor are fixed by this class.
@@ -303,7 +283,7 @@ def train_sb3(
         total_actions: budget in env actions over all sub-envs. Training stops at the token that completes the
             last action; that last partial rollout is not trained on (SB3 stops collection without an update).
         seed: seeds SB3 (torch, numpy, envs) and the greedy evaluation resets.
-        model: an LM name/path (:func:`load_causal_lm`), an LM object, or ``None`` for SB3's
+        model: an LM name/path (``agents.policy.load_policy``), an LM object, or ``None`` for SB3's
             ``"MultiInputPolicy"`` (an MLP over the raw token ids; a baseline that learns little).
         env_id: a token-level env id.
         n_envs: sub-envs (share one executor, created here unless ``env_kwargs["executor"]`` is given).
