@@ -177,7 +177,8 @@ def update(
         targets = compute_targets(policy, batch, config)
         for segment_ids in segment_minibatches(batch, config.num_minibatches, generator):
             rows, hidden, ref_logits = forward_rows(policy, batch, segment_ids)
-            logits, q = policy.logits(hidden), policy.q_values(hidden)  # (R_mb, V) each
+            critic_input = hidden if config.critic_backbone_grad else hidden.detach()
+            logits, q = policy.logits(hidden), policy.q_values(critic_input)  # (R_mb, V) each
             mask = batch.row_mask[rows]
             q_taken = q.gather(-1, batch.row_tokens[rows, None]).squeeze(-1)  # (R_mb,)
             c_loss, c_metrics = critic_loss(q_taken, targets[rows], mask, config.critic_loss)

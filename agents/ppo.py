@@ -146,7 +146,8 @@ def update(
             rows, hidden, _ = forward_rows(policy, batch, segment_ids, with_ref=False)
             logprobs, entropy = _token_logprobs(policy.logits(hidden), batch.row_tokens[rows], temperature)
             loss, metrics = ppo_loss(
-                logprobs, batch.row_logprobs[rows], advantages[rows], policy.values(hidden), returns[rows],
+                logprobs, batch.row_logprobs[rows], advantages[rows],
+                policy.values(hidden if config.critic_backbone_grad else hidden.detach()), returns[rows],
                 entropy, batch.row_mask[rows], config,
             )  # fmt: skip
             metrics["grad_norm"] = apply_gradients(loss, policy, optimizer, max_grad_norm, "PPO")

@@ -99,6 +99,10 @@ class Batch:
     num_actions: int = 0
     num_tokens: int = 0
 
+    def nbytes(self) -> int:
+        """Bytes held by the batch's tensors (O(tokens); compare with tokens × vocab × 4 B per stored array)."""
+        return sum(t.numel() * t.element_size() for t in self.__dict__.values() if isinstance(t, torch.Tensor))
+
     def to(self, device: torch.device) -> Batch:
         """Copy of the batch with every tensor on ``device``."""
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.__dict__.items()}
@@ -224,8 +228,8 @@ class RolloutCollector:
 
     def refresh(self) -> None:
         """Re-encode every unfinished action after a policy update (its KV cache came from the old weights)."""
-        for segment in self._current:
-            if segment is not None:
+        for i, segment in enumerate(self._current):
+            if not self._awaiting_reset[i]:
                 segment.next_logits, segment.cache = self.policy.start(segment.prompt + segment.tokens)
 
     def collect(self, num_actions: int) -> Batch:
