@@ -182,3 +182,8 @@ def test_lora_reference_is_the_adapter_disabled_base(model_dir, executor, tmp_pa
     after, ref_after = logits_and_ref()
     torch.testing.assert_close(ref_after, ref_before)
     assert not torch.allclose(after, before)
+
+
+def test_uncached_hub_id_fails_clearly_offline():
+    with pytest.raises(FileNotFoundError, match="local Hugging Face cache"):
+        load_policy("etpo-gym-tests/no-such-model")
