@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import warnings
 
 import numpy as np
 
@@ -122,10 +123,13 @@ def _strip_final_return(body: str) -> str:
 
 
 def _compiles(body: str) -> bool:
-    try:
-        compile(PROGRAM_TEMPLATE.format(body=textwrap.indent(body or "pass", "    ")), "<build_model>", "exec")
-    except (SyntaxError, ValueError):
-        return False
+    source = PROGRAM_TEMPLATE.format(body=textwrap.indent(body or "pass", "    "))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. SyntaxWarning for "1a": the executor reports what matters
+        try:
+            compile(source, "<build_model>", "exec")
+        except (SyntaxError, ValueError):
+            return False
     return True
 
 

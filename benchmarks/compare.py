@@ -1,0 +1,388 @@
+"""Compare RL agents on the ETPO data-science envs: agents x datasets x seeds on one budget of env actions.
+
+    python benchmarks/compare.py --quick --output-dir runs/compare-quick     # smoke run, a few minutes on 2 CPUs
+    python benchmarks/compare.py --output-dir benchmarks/results            # the default preset
+    python benchmarks/compare.py --agents etpo,ppo,sb3-ppo --datasets pharyngitis --seeds 0,1,2 --total-actions 64
+
+Every agent gets the same budget, counted in env actions (code executions); tokens and wall time are reported
+too. Each finished cell (agent, dataset, seed) is appended as one JSON line to ``results.jsonl`` with its config,
+git commit, device and metrics, so an interrupted run continues where it stopped and no finished cell is
+recomputed. At the end it writes ``summary.json``, ``summary.csv``, ``summary.md`` (mean +- 95% CI over seeds,
+the best agent and a Welch t-test against the runner-up) and ``curves.png`` (training reward vs env actions,
+mean with a 95% CI band over seeds). It exits non-zero if a cell failed.
+
+Agents are looked up in ``agents.registry`` (``etpo``, ``etpo-official-loss``, ``ppo``, ``reinforce``, ``base``,
+``sb3-ppo``, ``sb3-a2c``, or anything registered / given as ``module:function``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import traceback
+from typing import Any
+
+import numpy as np
+
+METRICS = ("greedy_test_auc", "greedy_auc", "train_reward_mean", "success_rate", "num_tokens", "wall_time_s")
+"""Reported per cell, in this order; the first is the headline (who wins)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One benchmark configuration.
+
+    Attributes:
+        agents: agent names (see ``agents.registry.list_agents()``).
+        datasets: dataset names; each cell trains on one dataset.
+        seeds: run seeds; the 95% CIs are over these.
+        total_actions: env actions (code executions) per cell, the same for every agent.
+        agent_kwargs: extra settings passed to every agent (``RunConfig`` / algorithm fields).
+    """
+
+    agents: tuple[str, ...]
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    total_actions: int
+    agent_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+PRESETS = {
+    "quick": Preset(("etpo", "ppo", "reinforce", "base"), ("kidney_stone",), (0,), 8, {"actions_per_rollout": 4}),
+    "default": Preset(
+        ("etpo", "etpo-official-loss", "ppo", "reinforce", "base"),
+        ("pharyngitis", "kidney_stone", "health_insurance", "spaceship_titanic"),
+        (0, 1, 2),
+        48,
+        {"actions_per_rollout": 8},
+    ),
+}
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cell_key(agent: str, dataset: str, seed: int, total_actions: int) -> str:
+    return f"{agent}|{dataset}|{seed}|{total_actions}"
+
+
+def load_finished(path: str) -> dict[str, dict]:
+    """Cells already in ``results.jsonl`` (successful ones only: a failed cell is retried on resume)."""
+    finished: dict[str, dict] = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                record = json.loads(line)
+                if record.get("status") == "ok":
+                    finished[record["key"]] = record
+    return finished
+
+
+def run_cell(agent: str, dataset: str, seed: int, preset: Preset, output_dir: str) -> dict[str, Any]:
+    """Train one agent on one dataset with one seed; returns the JSON record (status ok or failed)."""
+    from agents.registry import get_agent
+
+    cell_dir = os.path.join(output_dir, "cells", f"{agent}-{dataset}-seed{seed}")
+    start = time.perf_counter()
+    record: dict[str, Any] = {
+        "key": cell_key(agent, dataset, seed, preset.total_actions),
+        "agent": agent,
+        "dataset": dataset,
+        "seed": seed,
+        "total_actions": preset.total_actions,
+        "agent_kwargs": preset.agent_kwargs,
+        "commit": git_commit(),
+    }
+    try:
+        metrics = get_agent(agent)(
+            {"dataset": dataset}, preset.total_actions, seed, output_dir=cell_dir, **preset.agent_kwargs
+        )
+        record.update(status="ok", metrics=_jsonable(metrics), curve=read_curve(metrics.get("metrics_csv")))
+        record["device"] = metrics.get("device", "cpu")
+    except Exception as error:  # a failed cell is recorded and reported, and the run goes on
+        record.update(status="failed", error=f"{type(error).__name__}: {error}", traceback=traceback.format_exc())
+    record["cell_wall_time_s"] = time.perf_counter() - start
+    return record
+
+
+def read_curve(metrics_csv: str | None) -> dict[str, list[float]]:
+    """Training reward vs env actions from an agent's ``metrics.csv`` (columns env_actions, reward_mean)."""
+    if not metrics_csv or not os.path.exists(metrics_csv):
+        return {}
+    actions, rewards = [], []
+    with open(metrics_csv) as f:
+        for row in csv.DictReader(f):
+            if row.get("env_actions") and row.get("reward_mean"):
+                actions.append(float(row["env_actions"]))
+                rewards.append(float(row["reward_mean"]))
+    return {"env_actions": actions, "reward_mean": rewards}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
+
+
+def mean_ci(values: list[float]) -> tuple[float, float, int]:
+    """Mean and half-width of the 95% Student-t confidence interval (NaN half-width for one value)."""
+    from scipy import stats
+
+    data = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if len(data) == 0:
+        return float("nan"), float("nan"), 0
+    if len(data) == 1:
+        return float(data[0]), float("nan"), 1
+    half = stats.t.ppf(0.975, len(data) - 1) * data.std(ddof=1) / math.sqrt(len(data))
+    return float(data.mean()), float(half), len(data)
+
+
+def summarize(records: list[dict], preset: Preset) -> dict[str, Any]:
+    """Per (agent, dataset) and overall mean +- CI of :data:`METRICS`; the winner and its significance.
+
+    Overall scores average a seed's cells over the datasets first, so the CI is over seeds.
+    """
+    from scipy import stats
+
+    ok = [r for r in records if r["status"] == "ok"]
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    per_seed: dict[str, dict[int, list[float]]] = {}
+    for agent in preset.agents:
+        table[agent] = {}
+        per_seed[agent] = {}
+        for dataset in (*preset.datasets, "overall"):
+            cells = [r for r in ok if r["agent"] == agent and (dataset == "overall" or r["dataset"] == dataset)]
+            row = {}
+            for metric in METRICS:
+                if dataset == "overall":
+                    by_seed: dict[int, list[float]] = {}
+                    for r in cells:
+                        value = r["metrics"].get(metric)
+                        if value is not None:
+                            by_seed.setdefault(r["seed"], []).append(value)
+                    values = [float(np.mean(v)) for v in by_seed.values()]
+                    if metric == METRICS[0]:
+                        per_seed[agent] = by_seed
+                else:
+                    values = [r["metrics"].get(metric) for r in cells]
+                mean, half, n = mean_ci(values)
+                row[metric] = {"mean": mean, "ci95": half, "n": n}
+            table[agent][dataset] = row
+    headline = METRICS[0]
+    # ties (e.g. no agent produced working greedy code, so no held-out AUC) fall to the next metrics
+    ranking = sorted(preset.agents, key=lambda a: tuple(-_nan_low(table[a]["overall"][m]["mean"]) for m in METRICS[:3]))
+    verdict: dict[str, Any] = {"metric": headline, "ranking": ranking, "best": ranking[0]}
+    if len(ranking) > 1:
+        best = [float(np.mean(v)) for v in per_seed[ranking[0]].values()]
+        second = [float(np.mean(v)) for v in per_seed[ranking[1]].values()]
+        if len(best) > 1 and len(second) > 1:
+            test = stats.ttest_ind(best, second, equal_var=False)
+            verdict.update(runner_up=ranking[1], p_value=float(test.pvalue), significant=bool(test.pvalue < 0.05))
+        else:
+            verdict.update(runner_up=ranking[1], p_value=None, significant=None)
+    return {"table": table, "verdict": verdict}
+
+
+def _nan_low(value: float) -> float:
+    return value if math.isfinite(value) else -math.inf
+
+
+def _fmt(cell: dict[str, Any], digits: int = 3) -> str:
+    if not math.isfinite(cell["mean"]):
+        return "n/a"
+    if not math.isfinite(cell["ci95"]):
+        return f"{cell['mean']:.{digits}f}"
+    return f"{cell['mean']:.{digits}f} ± {cell['ci95']:.{digits}f}"
+
+
+def write_outputs(summary: dict, records: list[dict], preset: Preset, output_dir: str, wall_time_s: float) -> str:
+    """``summary.json``, ``summary.csv``, ``summary.md`` and ``curves.png``; returns the Markdown table."""
+    table = summary["table"]
+    with open(os.path.join(output_dir, "summary.json"), "w") as f:
+        json.dump(_jsonable({"preset": dataclasses.asdict(preset), "wall_time_s": wall_time_s, **summary}), f, indent=2)
+    with open(os.path.join(output_dir, "summary.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["agent", "dataset", *[f"{m}_{s}" for m in METRICS for s in ("mean", "ci95", "n")]])
+        for agent, rows in table.items():
+            for dataset, row in rows.items():
+                writer.writerow([agent, dataset, *[row[m][s] for m in METRICS for s in ("mean", "ci95", "n")]])
+    header = (
+        "| agent | dataset | held-out test AUC (greedy) | reward-split AUC (greedy) | train reward | success rate "
+        "| tokens | wall s |"
+    )
+    lines = [header, "|" + "---|" * 8]
+    for agent, rows in table.items():
+        for dataset, row in rows.items():
+            name = f"**{dataset}**" if dataset == "overall" else dataset
+            lines.append(
+                f"| {agent} | {name} | "
+                + " | ".join(_fmt(row[m], 0 if m in ("num_tokens", "wall_time_s") else 3) for m in METRICS)
+                + " |"
+            )
+    verdict = summary["verdict"]
+    text = "\n".join(lines) + "\n\n" + verdict_text(verdict, preset) + "\n"
+    with open(os.path.join(output_dir, "summary.md"), "w") as f:
+        f.write(
+            f"Preset: {len(preset.agents)} agents x {len(preset.datasets)} datasets x {len(preset.seeds)} seeds, "
+            f"{preset.total_actions} env actions per cell; wall time {wall_time_s / 60:.1f} min.\n\n{text}"
+        )
+    plot_curves(records, preset, os.path.join(output_dir, "curves.png"))
+    return text
+
+
+def verdict_text(verdict: dict[str, Any], preset: Preset) -> str:
+    text = f"Ranking by overall {verdict['metric']} (mean over datasets, then over seeds): " + " > ".join(
+        verdict["ranking"]
+    )
+    if verdict.get("p_value") is not None:
+        word = "significant" if verdict["significant"] else "not significant"
+        text += (
+            f". {verdict['best']} vs {verdict['runner_up']}: Welch t-test p = {verdict['p_value']:.3f} "
+            f"({word} at 0.05, n = {len(preset.seeds)} seeds)."
+        )
+    else:
+        text += ". Too few seeds for a significance test."
+    return text
+
+
+def plot_curves(records: list[dict], preset: Preset, path: str) -> None:
+    """Training reward vs env actions: one panel per dataset, one line per agent, 95% CI band over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(preset.datasets), figsize=(4.5 * len(preset.datasets), 3.6), squeeze=False)
+    for ax, dataset in zip(axes[0], preset.datasets, strict=True):
+        for agent in preset.agents:
+            curves = [
+                r["curve"]
+                for r in records
+                if r["status"] == "ok"
+                and r["agent"] == agent
+                and r["dataset"] == dataset
+                and r.get("curve", {}).get("env_actions")
+            ]
+            if not curves:
+                continue
+            grid = np.unique(np.concatenate([c["env_actions"] for c in curves]))
+            values = np.array([np.interp(grid, c["env_actions"], c["reward_mean"]) for c in curves])
+            mean = values.mean(axis=0)
+            (line,) = ax.plot(grid, mean, label=agent)
+            if len(curves) > 1:
+                from scipy import stats
+
+                half = stats.t.ppf(0.975, len(curves) - 1) * values.std(axis=0, ddof=1) / math.sqrt(len(curves))
+                ax.fill_between(grid, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+        ax.set_title(dataset)
+        ax.set_xlabel("env actions (code executions)")
+        ax.set_ylabel("mean training reward per action")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Preset, str]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="the smoke preset (one dataset, one seed, 8 actions)")
+    parser.add_argument("--output-dir", default=None, help="where results go (default runs/compare-<preset>)")
+    parser.add_argument("--agents", help="comma-separated agent names (overrides the preset)")
+    parser.add_argument("--datasets", help="comma-separated dataset names (overrides the preset)")
+    parser.add_argument("--seeds", help="comma-separated seeds (overrides the preset)")
+    parser.add_argument("--total-actions", type=int, help="env actions per cell (overrides the preset)")
+    parser.add_argument("--model", help="policy for every agent: 'etpo-tiny-coder' (default), a path or hub id")
+    args = parser.parse_args(argv)
+    name = "quick" if args.quick else "default"
+    preset = PRESETS[name]
+    changes: dict[str, Any] = {}
+    if args.agents:
+        changes["agents"] = tuple(a.strip() for a in args.agents.split(",") if a.strip())
+    if args.datasets:
+        changes["datasets"] = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+    if args.seeds:
+        changes["seeds"] = tuple(int(s) for s in args.seeds.split(","))
+    if args.total_actions is not None:
+        if args.total_actions < 1:
+            parser.error("--total-actions must be >= 1")
+        changes["total_actions"] = args.total_actions
+    if args.model:
+        changes["agent_kwargs"] = {**preset.agent_kwargs, "model": args.model}
+    preset = dataclasses.replace(preset, **changes)
+    from agents.registry import list_agents
+
+    unknown = [a for a in preset.agents if a not in list_agents() and ":" not in a]
+    if unknown:
+        parser.error(f"unknown agents {unknown}; known: {', '.join(list_agents())}")
+    import etpo_gym
+
+    unknown = [d for d in preset.datasets if d not in etpo_gym.list_datasets()]
+    if unknown:
+        parser.error(f"unknown datasets {unknown}; see etpo_gym.list_datasets()")
+    return preset, args.output_dir or os.path.join("runs", f"compare-{name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm.auto import tqdm
+
+    preset, output_dir = parse_args(argv)
+    os.makedirs(output_dir, exist_ok=True)
+    results_path = os.path.join(output_dir, "results.jsonl")
+    finished = load_finished(results_path)
+    cells = [(a, d, s) for d in preset.datasets for s in preset.seeds for a in preset.agents]
+    print(
+        f"{len(preset.agents)} agents x {len(preset.datasets)} datasets x {len(preset.seeds)} seeds = "
+        f"{len(cells)} cells, {preset.total_actions} env actions each; {len(finished)} already in {results_path}"
+    )
+    start = time.perf_counter()
+    records, failed = [], 0
+    with tqdm(cells, unit="cell", desc="compare") as bar:
+        for agent, dataset, seed in bar:
+            bar.set_postfix(agent=agent, dataset=dataset, seed=seed)
+            key = cell_key(agent, dataset, seed, preset.total_actions)
+            if key in finished:
+                records.append(finished[key])
+                continue
+            record = run_cell(agent, dataset, seed, preset, output_dir)
+            with open(results_path, "a") as f:
+                f.write(json.dumps(_jsonable(record)) + "\n")
+            records.append(record)
+            if record["status"] != "ok":
+                failed += 1
+                tqdm.write(f"cell {key} failed: {record['error']}")
+    wall = time.perf_counter() - start + sum(r.get("cell_wall_time_s", 0.0) for r in finished.values())
+    print(write_outputs(summarize(records, preset), records, preset, output_dir, wall))
+    print(f"results in {output_dir}: results.jsonl, summary.json, summary.csv, summary.md, curves.png")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
