@@ -61,6 +61,16 @@ SB3_ENV_DEFAULTS: dict[str, Any] = {"max_obs_tokens": 512, "max_action_tokens": 
 observation window keeps collection and PPO epochs affordable (the paper's prompts fit in ~300 tokens)."""
 
 
+SB3_ALGO_DEFAULTS: dict[str, Any] = {"gamma": 1.0}
+"""Algorithm settings :func:`train_sb3` uses unless ``algo_kwargs`` overrides them.
+
+DEVIATION from SB3's default ``gamma=0.99``: SB3 discounts per step, i.e. per *token* here, which would shrink an
+action-end reward by 0.99**256 ≈ 0.08 at the action's first token. The project's agents discount only between
+actions (``gamma`` of ``agents.config``); with at most ``max_turns`` actions per episode, returns stay bounded
+undiscounted. SB3 bootstraps on truncation (the failed-turn cap) with ``predict_values`` and never on termination.
+"""
+
+
 class LMFeaturesExtractor(BaseFeaturesExtractor):
     """The LM backbone as SB3 features extractor: observation -> last hidden state at the last real token.
 
@@ -282,12 +292,14 @@ def train_sb3(
             tokenizer must be the model's (the env's default tokenizer is ``etpo-tiny-coder``'s).
         total_actions: budget in env actions over all sub-envs. Training stops at the token that completes the
             last action; that last partial rollout is not trained on (SB3 stops collection without an update).
+            With ``n_envs > 1`` sub-envs finishing on the same step can overshoot by up to ``n_envs - 1``.
         seed: seeds SB3 (torch, numpy, envs) and the greedy evaluation resets.
         model: an LM name/path (``agents.policy.load_policy``), an LM object, or ``None`` for SB3's
             ``"MultiInputPolicy"`` (an MLP over the raw token ids; a baseline that learns little).
         env_id: a token-level env id.
         n_envs: sub-envs (share one executor, created here unless ``env_kwargs["executor"]`` is given).
-        algo_kwargs: arguments of the SB3 algorithm (``n_steps``, ``batch_size``, ``learning_rate``, ...).
+        algo_kwargs: arguments of the SB3 algorithm (``n_steps``, ``batch_size``, ``learning_rate``, ...) over
+            :data:`SB3_ALGO_DEFAULTS` (``gamma=1``: no discount between the tokens of an action).
         save_path: if set, ``model.save(save_path)`` after training.
         device: torch device for SB3.
         verbose: SB3 verbosity.
@@ -319,10 +331,10 @@ def train_sb3(
             policy, policy_kwargs = LMActorCriticPolicy, {"model": model}
         else:
             policy, policy_kwargs = LMActorCriticPolicy, {"model_name_or_path": model}
+        algo_kwargs = {**SB3_ALGO_DEFAULTS, **(algo_kwargs or {})}
         agent = ALGORITHMS[algo](
-            policy, vec_env, policy_kwargs=policy_kwargs, seed=seed, device=device, verbose=verbose,
-            **(algo_kwargs or {}),
-        )  # fmt: skip
+            policy, vec_env, policy_kwargs=policy_kwargs, seed=seed, device=device, verbose=verbose, **algo_kwargs
+        )
         budget = ActionBudgetCallback(total_actions)
         # Every action is at most max_action_tokens tokens, so this many timesteps never ends training first.
         max_tokens = (total_actions + n_envs) * env_kwargs["max_action_tokens"]
