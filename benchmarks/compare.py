@@ -295,7 +295,7 @@ def plot_curves(records: list[dict], preset: Preset, path: str) -> None:
             grid = np.unique(np.concatenate([c["env_actions"] for c in curves]))
             values = np.array([np.interp(grid, c["env_actions"], c["reward_mean"]) for c in curves])
             mean = values.mean(axis=0)
-            (line,) = ax.plot(grid, mean, label=agent)
+            (line,) = ax.plot(grid, mean, marker="o", markersize=3, label=agent)
             if len(curves) > 1:
                 from scipy import stats
 
