@@ -22,7 +22,8 @@ import psutil
 import etpo_gym  # noqa: F401
 
 BODIES = {
-    "good": "from sklearn.naive_bayes import GaussianNB\nmodel = GaussianNB(var_smoothing={v})\nmodel.fit(x_train, y_train)",
+    "good": "from sklearn.naive_bayes import GaussianNB\nmodel = GaussianNB(var_smoothing={v})\n"
+    "model.fit(x_train, y_train)",
     "good_lr": "from sklearn.linear_model import LogisticRegression\nmodel = LogisticRegression(C={v}, max_iter=200)\n"
     "model.fit(x_train, y_train)",
     "failing": "model = NotAClassifier({v})",
