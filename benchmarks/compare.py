@@ -45,6 +45,7 @@ class Preset:
         seeds: run seeds; the 95% CIs are over these.
         total_actions: env actions (code executions) per cell, the same for every agent.
         agent_kwargs: extra settings passed to every agent (``RunConfig`` / algorithm fields).
+        env_kwargs: ``gym.make`` arguments of every cell's env besides ``dataset`` (e.g. ``max_action_tokens``).
     """
 
     agents: tuple[str, ...]
@@ -52,6 +53,7 @@ class Preset:
     seeds: tuple[int, ...]
     total_actions: int
     agent_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    env_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 PRESETS = {
@@ -116,7 +118,11 @@ def run_cell(agent: str, dataset: str, seed: int, preset: Preset, output_dir: st
     }
     try:
         metrics = get_agent(agent)(
-            {"dataset": dataset}, preset.total_actions, seed, output_dir=cell_dir, **preset.agent_kwargs
+            {**preset.env_kwargs, "dataset": dataset},
+            preset.total_actions,
+            seed,
+            output_dir=cell_dir,
+            **preset.agent_kwargs,
         )
         record.update(status="ok", metrics=_jsonable(metrics), curve=read_curve(metrics.get("metrics_csv")))
         record["device"] = metrics.get("device", "cpu")
@@ -305,7 +311,8 @@ def plot_curves(records: list[dict], preset: Preset, path: str) -> None:
         ax.set_xlabel("env actions (code executions)")
         ax.set_ylabel("mean training reward per action")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
+    if axes[0][0].get_legend_handles_labels()[0]:
+        axes[0][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -350,10 +357,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[Preset, str]:
     return preset, args.output_dir or os.path.join("runs", f"compare-{name}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_benchmark(preset: Preset, output_dir: str) -> tuple[dict[str, Any], int]:
+    """Run (or resume) every cell of ``preset`` into ``output_dir``; returns the summary and the failed cells."""
     from tqdm.auto import tqdm
 
-    preset, output_dir = parse_args(argv)
     os.makedirs(output_dir, exist_ok=True)
     results_path = os.path.join(output_dir, "results.jsonl")
     finished = load_finished(results_path)
@@ -379,8 +386,17 @@ def main(argv: list[str] | None = None) -> int:
                 failed += 1
                 tqdm.write(f"cell {key} failed: {record['error']}")
     wall = time.perf_counter() - start + sum(r.get("cell_wall_time_s", 0.0) for r in finished.values())
-    print(write_outputs(summarize(records, preset), records, preset, output_dir, wall))
+    summary = summarize(records, preset)
+    print(write_outputs(summary, records, preset, output_dir, wall))
     print(f"results in {output_dir}: results.jsonl, summary.json, summary.csv, summary.md, curves.png")
+    return summary, failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    # "module:function" agents are imported relative to the working directory, as with `python -m`
+    sys.path.insert(0, os.getcwd())
+    preset, output_dir = parse_args(argv)
+    _, failed = run_benchmark(preset, output_dir)
     return 1 if failed else 0
 
 
