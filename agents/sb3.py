@@ -31,9 +31,12 @@ sample-efficiency curves, not SB3 timesteps (tokens); :class:`ActionBudgetCallba
 
 from __future__ import annotations
 
+import csv
+import inspect
 import math
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -206,7 +209,9 @@ class LMActorCriticPolicy(ActorCriticPolicy):
 class ActionBudgetCallback(BaseCallback):
     """Stops SB3 training after ``total_actions`` env actions and records each action's outcome.
 
-    An action ends on the step whose ``info["action_done"]`` is True; its reward is the AUC or -1.
+    An action ends on the step whose ``info["action_done"]`` is True; its reward is the AUC or -1. ``curve`` gets
+    one ``(env_actions, reward_mean)`` point per SB3 rollout (the actions completed during it), like the
+    ``metrics.csv`` rows of ``agents.train``.
 
     Args:
         total_actions: the budget, in code executions summed over all sub-envs.
@@ -217,6 +222,7 @@ class ActionBudgetCallback(BaseCallback):
         self.total_actions = total_actions
         self.action_rewards: list[float] = []
         self.action_successes: list[bool] = []
+        self.curve: list[tuple[int, float]] = []
 
     def _on_step(self) -> bool:
         for reward, info in zip(self.locals["rewards"], self.locals["infos"], strict=True):
@@ -224,6 +230,15 @@ class ActionBudgetCallback(BaseCallback):
                 self.action_rewards.append(float(reward))
                 self.action_successes.append(info.get("status") == "ok")
         return len(self.action_rewards) < self.total_actions
+
+    def _on_rollout_end(self) -> None:
+        self.add_curve_point()
+
+    def add_curve_point(self) -> None:
+        """Close the current curve point (also called once after training: SB3 skips it for the last rollout)."""
+        done = self.curve[-1][0] if self.curve else 0
+        if len(self.action_rewards) > done:
+            self.curve.append((len(self.action_rewards), float(np.mean(self.action_rewards[done:]))))
 
 
 def make_sb3_env(
@@ -266,6 +281,13 @@ def greedy_action(model: BaseAlgorithm, env: gym.Env, dataset: str, seed: int = 
             return {**info, "reward": reward}
 
 
+def _write_curve(path: str, curve: list[tuple[int, float]]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["env_actions", "reward_mean"])
+        writer.writerows(curve)
+
+
 def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
@@ -280,7 +302,7 @@ def train_sb3(
     env_id: str = "ETPO-DataSci-v0",
     n_envs: int = 1,
     algo_kwargs: dict[str, Any] | None = None,
-    save_path: str | os.PathLike | None = None,
+    output_dir: str | os.PathLike | None = None,
     device: str = "auto",
     verbose: int = 0,
 ) -> dict[str, Any]:
@@ -300,8 +322,9 @@ def train_sb3(
         n_envs: sub-envs (share one executor, created here unless ``env_kwargs["executor"]`` is given).
         algo_kwargs: arguments of the SB3 algorithm (``n_steps``, ``batch_size``, ``learning_rate``, ...) over
             :data:`SB3_ALGO_DEFAULTS` (``gamma=1``: no discount between the tokens of an action).
-        save_path: if set, ``model.save(save_path)`` after training.
-        device: torch device for SB3.
+        output_dir: if set, writes the trained SB3 model (``model.zip``, reload with ``PPO.load``/``A2C.load``)
+            and the training curve (``metrics.csv``: ``env_actions``, ``reward_mean`` per rollout) there.
+        device: torch device for SB3 (``"auto"``: CUDA when available).
         verbose: SB3 verbosity.
 
     Returns:
@@ -309,7 +332,8 @@ def train_sb3(
         ran and returned a model), ``greedy_auc`` (mean over datasets of the greedy action's reward: the AUC, or
         -1 if it failed), ``greedy_test_auc`` (mean held-out ``info["test_auc"]`` over the datasets where the greedy
         action succeeded; NaN if none did), ``greedy_success_rate``, ``greedy`` (per dataset: status, auc,
-        test_auc, code), ``num_actions``, ``num_tokens`` (env steps), ``num_updates``, ``wall_time_s``.
+        test_auc, code), ``num_actions``, ``num_tokens`` (env steps), ``num_updates``, ``wall_time_s``,
+        ``device``, and ``metrics_csv`` (its path, or None without ``output_dir``).
     """
     from etpo_gym.executor import CodeExecutor
 
@@ -339,8 +363,11 @@ def train_sb3(
         # Every action is at most max_action_tokens tokens, so this many timesteps never ends training first.
         max_tokens = (total_actions + n_envs) * env_kwargs["max_action_tokens"]
         agent.learn(total_timesteps=max_tokens, callback=budget)
-        if save_path is not None:
-            agent.save(save_path)
+        budget.add_curve_point()
+        if output_dir is not None:
+            os.makedirs(output_dir, exist_ok=True)
+            agent.save(os.path.join(output_dir, "model.zip"))
+            _write_curve(os.path.join(output_dir, "metrics.csv"), budget.curve)
         datasets = [d.name for d in eval_env.unwrapped.task.datasets]
         greedy = [greedy_action(agent, eval_env, name, seed=seed) for name in datasets]
     finally:
@@ -360,14 +387,33 @@ def train_sb3(
         "num_tokens": int(agent.num_timesteps),
         "num_updates": int(agent._n_updates),
         "wall_time_s": time.perf_counter() - start,
+        "device": str(agent.device),
+        "metrics_csv": None if output_dir is None else os.path.join(output_dir, "metrics.csv"),
     }
 
 
+def _run_registered(algo: str, env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict:
+    """The registry entries' body: sorts the runner's settings between :func:`train_sb3` and the SB3 algorithm.
+
+    ``kwargs`` that are parameters of :func:`train_sb3` go there; those of the SB3 algorithm's constructor
+    (``n_steps``, ``learning_rate``, ``ent_coef``...) go to ``algo_kwargs``; the rest are ignored with a warning,
+    since ``compare.py`` passes the same settings to every agent (e.g. ``actions_per_rollout``, meaningless here).
+    """
+    own = set(inspect.signature(train_sb3).parameters) - {"algo", "env_kwargs", "total_actions", "seed"}
+    kept = {k: kwargs.pop(k) for k in list(kwargs) if k in own}
+    fixed = {"self", "policy", "env", "policy_kwargs", "seed", "device", "verbose", "_init_setup_model"}
+    sb3 = set(inspect.signature(ALGORITHMS[algo].__init__).parameters) - fixed
+    algo_kwargs = {**(kept.pop("algo_kwargs", None) or {}), **{k: kwargs.pop(k) for k in list(kwargs) if k in sb3}}
+    if kwargs:
+        warnings.warn(f"sb3-{algo} ignores settings it has no equivalent for: {sorted(kwargs)}", stacklevel=3)
+    return train_sb3(algo, env_kwargs, total_actions, seed, algo_kwargs=algo_kwargs, **kept)
+
+
 def run_sb3_ppo(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
-    """Registry entry ``sb3-ppo``: :func:`train_sb3` with ``algo="ppo"``."""
-    return train_sb3("ppo", env_kwargs, total_actions, seed, **kwargs)
+    """Registry entry ``sb3-ppo``: :func:`train_sb3` with ``algo="ppo"`` (``kwargs`` as :func:`_run_registered`)."""
+    return _run_registered("ppo", env_kwargs, total_actions, seed, **kwargs)
 
 
 def run_sb3_a2c(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
-    """Registry entry ``sb3-a2c``: :func:`train_sb3` with ``algo="a2c"``."""
-    return train_sb3("a2c", env_kwargs, total_actions, seed, **kwargs)
+    """Registry entry ``sb3-a2c``: :func:`train_sb3` with ``algo="a2c"`` (``kwargs`` as :func:`_run_registered`)."""
+    return _run_registered("a2c", env_kwargs, total_actions, seed, **kwargs)
