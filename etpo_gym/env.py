@@ -31,8 +31,9 @@ class DataSciTask:
         prompt_style: ``"paper"`` (default, the paper's prompt) or ``"rich"`` (adds description, columns, balance).
         max_turns: actions per episode before truncation (the paper's 5).
         executor: a shared ``CodeExecutor``; ``None`` creates one owned (and closed) by this task.
-        executor_kwargs: settings of the owned executor (``num_workers``, ``timeout_s``, ``memory_limit_mb``);
-            ``None`` values keep the executor's defaults. Settings together with a shared executor are an error.
+        executor_kwargs: settings of the owned executor (``num_workers``, ``timeout_s``, ``memory_limit_mb``,
+            ``max_parallel_splits``); ``None`` values keep the executor's defaults. Settings together with a shared
+            executor are an error.
     """
 
     def __init__(
@@ -180,7 +181,7 @@ class DataSciTokenEnv(gym.Env):
     | `max_obs_tokens`    | 1024               | observation length; longer prompts keep their last tokens |
     | `stop_strings`      | `DEFAULT_STOP_STRINGS` | text that ends an action; the code is cut before it  |
     | `executor`          | None               | a shared `CodeExecutor` (else one is created and owned)  |
-    | `num_workers`, `timeout_s`, `memory_limit_mb` | executor defaults | settings of the owned executor   |
+    | `num_workers`, `timeout_s`, `memory_limit_mb`, `max_parallel_splits` | executor defaults | settings of the owned executor (size `max_parallel_splits` to cores / envs when several envs run) |
     | `render_mode`       | None               | `"ansi"` returns the prompt and the action so far        |
 
     ## Version History
@@ -205,6 +206,7 @@ class DataSciTokenEnv(gym.Env):
         num_workers: int | None = None,
         timeout_s: float | None = None,
         memory_limit_mb: int | None = None,
+        max_parallel_splits: int | None = None,
         render_mode: str | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -222,7 +224,12 @@ class DataSciTokenEnv(gym.Env):
         self.pad_token_id = int(pad if pad is not None else self.eos_token_id)
         self._token_texts = token_texts(self.tokenizer) if self.stop_strings else []
         self._tail_chars = max((len(s) for s in self.stop_strings), default=0)
-        executor_kwargs = {"num_workers": num_workers, "timeout_s": timeout_s, "memory_limit_mb": memory_limit_mb}
+        executor_kwargs = {
+            "num_workers": num_workers,
+            "timeout_s": timeout_s,
+            "memory_limit_mb": memory_limit_mb,
+            "max_parallel_splits": max_parallel_splits,
+        }
         self.task = _make_task(dataset, target, description, prompt_style, max_turns, executor, executor_kwargs)
         self._prompt_ids_cache: dict[str, np.ndarray] = {}
 
@@ -411,13 +418,19 @@ class DataSciTextEnv(gym.Env):
         num_workers: int | None = None,
         timeout_s: float | None = None,
         memory_limit_mb: int | None = None,
+        max_parallel_splits: int | None = None,
         render_mode: str | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self.tokenizer = load_tokenizer(tokenizer)
-        executor_kwargs = {"num_workers": num_workers, "timeout_s": timeout_s, "memory_limit_mb": memory_limit_mb}
+        executor_kwargs = {
+            "num_workers": num_workers,
+            "timeout_s": timeout_s,
+            "memory_limit_mb": memory_limit_mb,
+            "max_parallel_splits": max_parallel_splits,
+        }
         self.task = _make_task(dataset, target, description, prompt_style, max_turns, executor, executor_kwargs)
         self.observation_space = spaces.Text(max_obs_chars, min_length=0, charset=_TEXT_CHARSET)
         self.action_space = spaces.Text(max_action_chars, min_length=0, charset=_TEXT_CHARSET)
