@@ -60,8 +60,9 @@ ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 """SB3 algorithms :func:`train_sb3` accepts (on-policy actor-critics, which is what the LM policy is)."""
 
 SB3_ENV_DEFAULTS: dict[str, Any] = {"max_obs_tokens": 512, "max_action_tokens": 128}
-"""Env settings :func:`make_sb3_env` uses unless given: SB3 re-encodes the whole observation per token, so a short
-observation window keeps collection and PPO epochs affordable (the paper's prompts fit in ~300 tokens)."""
+"""Env settings :func:`make_sb3_env` uses unless given: SB3 re-encodes the whole observation per token, so short
+actions and a short observation window keep standalone SB3 runs affordable (the paper's prompts are ~70-250 tokens
+with the packaged tokenizer). :func:`train_sb3` does not use them: in a benchmark every agent sees the same env."""
 
 
 SB3_ALGO_DEFAULTS: dict[str, Any] = {"gamma": 1.0}
@@ -246,21 +247,23 @@ def make_sb3_env(
     n_envs: int = 1,
     seed: int = 0,
     env_id: str = "ETPO-DataSci-v0",
+    defaults: dict[str, Any] = SB3_ENV_DEFAULTS,
 ) -> VecEnv:
-    """An SB3 ``DummyVecEnv`` of the token-level env with SB3-friendly defaults (:data:`SB3_ENV_DEFAULTS`).
+    """An SB3 ``DummyVecEnv`` of the token-level env, by default with SB3-friendly sizes (:data:`SB3_ENV_DEFAULTS`).
 
     Args:
-        env_kwargs: ``gym.make`` arguments; override the defaults. Pass ``executor=`` to share one sandbox pool
+        env_kwargs: ``gym.make`` arguments; override ``defaults``. Pass ``executor=`` to share one sandbox pool
             across the sub-envs (they run in this process).
         n_envs: number of sub-envs.
         seed: seed of sub-env 0 (sub-env ``i`` gets ``seed + i``).
         env_id: a token-level env id.
+        defaults: env settings under ``env_kwargs``; ``{}`` keeps the env's own defaults.
 
     Returns:
         The vector env (each sub-env wrapped in SB3's ``Monitor``).
     """
     # render_mode=None: make_vec_env otherwise asks for "rgb_array", which the env rejects (it renders "ansi").
-    env_kwargs = {"render_mode": None, **SB3_ENV_DEFAULTS, **(env_kwargs or {})}
+    env_kwargs = {"render_mode": None, **defaults, **(env_kwargs or {})}
     return make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs)
 
 
@@ -310,8 +313,9 @@ def train_sb3(
 
     Args:
         algo: ``"ppo"`` or ``"a2c"`` (:data:`ALGORITHMS`).
-        env_kwargs: ``gym.make`` arguments (``dataset``, ``tokenizer``, ...) over :data:`SB3_ENV_DEFAULTS`. The
-            tokenizer must be the model's (the env's default tokenizer is ``etpo-tiny-coder``'s).
+        env_kwargs: ``gym.make`` arguments (``dataset``, ``tokenizer``, ``max_action_tokens``...); the env's own
+            defaults otherwise (as for every agent of a benchmark; SB3's cost grows with the square of
+            ``max_action_tokens``). The tokenizer must be the model's (the env's default is ``etpo-tiny-coder``'s).
         total_actions: budget in env actions over all sub-envs. Training stops at the token that completes the
             last action; that last partial rollout is not trained on (SB3 stops collection without an update).
             With ``n_envs > 1`` sub-envs finishing on the same step can overshoot by up to ``n_envs - 1``.
@@ -342,11 +346,11 @@ def train_sb3(
     if total_actions < 1:
         raise ValueError(f"total_actions must be >= 1, got {total_actions}")
     start = time.perf_counter()
-    env_kwargs = {**SB3_ENV_DEFAULTS, **(env_kwargs or {})}
+    env_kwargs = dict(env_kwargs or {})
     own_executor = "executor" not in env_kwargs
     executor = env_kwargs.pop("executor", None) or CodeExecutor()
     env_kwargs["executor"] = executor
-    vec_env = make_sb3_env(env_kwargs, n_envs=n_envs, seed=seed, env_id=env_id)
+    vec_env = make_sb3_env(env_kwargs, n_envs=n_envs, seed=seed, env_id=env_id, defaults={})
     eval_env = gym.make(env_id, **env_kwargs)
     try:
         if model is None:
@@ -361,7 +365,7 @@ def train_sb3(
         )
         budget = ActionBudgetCallback(total_actions)
         # Every action is at most max_action_tokens tokens, so this many timesteps never ends training first.
-        max_tokens = (total_actions + n_envs) * env_kwargs["max_action_tokens"]
+        max_tokens = (total_actions + n_envs) * eval_env.unwrapped.max_action_tokens
         agent.learn(total_timesteps=max_tokens, callback=budget)
         budget.add_curve_point()
         if output_dir is not None:
