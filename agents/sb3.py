@@ -23,7 +23,8 @@ How the pieces sit in SB3's ``ActorCriticPolicy`` (all of SB3's code paths -- ``
 Cost: SB3 stores and re-encodes the whole observation at every token (no KV cache), so one action of ``T`` tokens
 costs O(T²) token-forwards in collection, and every PPO epoch re-encodes every stored observation. The project's
 own collector (``agents/rollout.py``) keeps a KV cache across the tokens of an action and scores a whole action in
-one forward pass, hence is much faster; use a small ``max_obs_tokens`` (:func:`make_sb3_env`) with SB3.
+one forward pass, hence is much faster. With SB3 keep actions short (``max_action_tokens``) and long reflection
+prompts capped (``max_obs_tokens``): :func:`make_sb3_env`.
 
 Budget: :func:`train_sb3` counts env *actions* (code executions, ``info["action_done"]``), the unit of the paper's
 sample-efficiency curves, not SB3 timesteps (tokens); :class:`ActionBudgetCallback` stops training there.
