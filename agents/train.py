@@ -140,8 +140,15 @@ class _Logger:
         self.path = os.path.join(output_dir, "metrics.csv")
         self.fields: list[str] | None = None
         if resume_step and os.path.exists(self.path):
-            with open(self.path) as f:
-                self.fields = next(csv.reader(f), None)
+            # Rows logged after the checkpoint (a crash between log and save) are redone: drop them.
+            with open(self.path, newline="") as f:
+                reader = csv.DictReader(f)
+                self.fields = reader.fieldnames
+                kept = [row for row in reader if float(row["env_actions"]) <= resume_step]
+            with open(self.path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=self.fields)
+                writer.writeheader()
+                writer.writerows(kept)
         elif os.path.exists(self.path):
             os.remove(self.path)
         try:
