@@ -183,7 +183,8 @@ def update(
             q_taken = q.gather(-1, batch.row_tokens[rows, None]).squeeze(-1)  # (R_mb,)
             c_loss, c_metrics = critic_loss(q_taken, targets[rows], mask, config.critic_loss)
             p_loss, p_metrics = policy_loss(logits, ref_logits, q, config.beta, mask, config.policy_loss)
-            grad_norm = apply_gradients(p_loss + config.critic_coef * c_loss, policy, optimizer, max_grad_norm, "ETPO")
+            loss = p_loss + config.critic_coef * c_loss
+            grad_norm = apply_gradients(loss, policy, optimizer, max_grad_norm, "ETPO", int(mask.sum()))
             policy.polyak_update(config.tau)
             history.append(
                 {

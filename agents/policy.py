@@ -18,7 +18,13 @@ One module holds everything the algorithms need, all on ONE shared backbone:
 * ``value_head`` (PPO): a scalar V(s) head, zero-initialised.
 
 Device ``auto`` picks CUDA when available and runs forwards under bf16 autocast there; losses are computed in
-float32.
+float32. Generation keeps the KV cache, the logits and the sampled token's log-probability on the device; only the
+token id crosses to the host (the env needs it).
+
+Distributed training (``agents/distributed.py``): ``accelerate`` wraps the whole Policy (DDP), and every forward
+that builds a graph goes through that wrapper (:meth:`Policy.hidden_states`), so DDP all-reduces the gradients of
+the backbone and the heads in ``backward``. Sampling and the no-grad forwards of the targets use the local module
+(no collective, so ranks may generate different numbers of tokens).
 """
 
 from __future__ import annotations
@@ -110,6 +116,8 @@ class Policy(nn.Module):
         lora_r, lora_alpha, lora_target_modules: LoRA settings.
         q_rank: ``None`` for a full hidden×vocab Q head, else a rank-r factorisation (for 100k+ vocabularies).
         device: ``auto`` or a torch device string.
+        gradient_checkpointing: recompute the decoder layers' activations in backward (less memory, ~30% more
+            compute); generation and no-grad forwards are unaffected.
     """
 
     def __init__(
@@ -125,6 +133,7 @@ class Policy(nn.Module):
         lora_target_modules: list[str] | None = None,
         q_rank: int | None = None,
         device: str = "auto",
+        gradient_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.device_ = resolve_device(device)
@@ -149,8 +158,23 @@ class Policy(nn.Module):
         if value_head:
             self.value_head = _zero_head(hidden, 1, None)
         self._cache_kwarg = _cache_kwarg(model)
+        self.accelerator: Any = None
+        self._engine: nn.Module | None = None
         self.to(self.device_)
         self.eval()  # dropout off everywhere: π is a deterministic function of the weights (rollout == update)
+        if gradient_checkpointing:
+            _enable_gradient_checkpointing(model)
+
+    def distribute(self, accelerator: Any) -> None:
+        """Train through ``accelerate``: wrap this module (DDP when several processes run) for graph-building
+        forwards, and let :func:`apply_gradients` all-reduce through ``accelerator``.
+
+        The Policy places itself (``device_placement=False``): ``accelerator.device`` is the same device under
+        ``accelerate launch``, and a single process keeps ``RunConfig.device``.
+        """
+        self.accelerator = accelerator
+        # Not registered as a submodule (the wrapper contains this module): a plain attribute.
+        object.__setattr__(self, "_engine", accelerator.prepare_model(self, device_placement=False))
 
     # ----------------------------------------------------------------------------------------------- forwards
     def autocast(self):
@@ -159,13 +183,18 @@ class Policy(nn.Module):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last hidden states (B, S, H) of right-padded sequences (B, S)."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states (B, S, H) of right-padded sequences (B, S); the entry point DDP wraps."""
         with self.autocast():
             out = self.model(
                 input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1
             )
         return out.hidden_states[-1]
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states (B, S, H); with grad through the distributed wrapper (gradient all-reduce)."""
+        module = self._engine if self._engine is not None and torch.is_grad_enabled() else self
+        return module(input_ids, attention_mask)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Untempered policy logits (..., V) in float32 from hidden states (..., H)."""
@@ -253,6 +282,19 @@ class Policy(nn.Module):
             )
 
 
+def _enable_gradient_checkpointing(model: nn.Module) -> None:
+    """Checkpoint the decoder layers while keeping dropout off.
+
+    Transformers checkpoints a layer only when that layer's ``training`` flag is set (and grad is enabled); the
+    flag is set on the checkpointed layers alone, not recursively, so their dropout submodules stay in eval mode.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for module in base.modules():
+        if getattr(module, "gradient_checkpointing", False):
+            module.training = True
+
+
 def _cache_of(out: Any) -> Any:
     """The KV cache of a model output (``cache`` in transformers 5, ``past_key_values`` before)."""
     return out["cache"] if "cache" in out else out.past_key_values
@@ -272,19 +314,41 @@ def _zero_head(hidden: int, out: int, rank: int | None) -> nn.Module:
 
 
 def apply_gradients(
-    loss: torch.Tensor, policy: Policy, optimizer: torch.optim.Optimizer, max_grad_norm: float, name: str
+    loss: torch.Tensor,
+    policy: Policy,
+    optimizer: torch.optim.Optimizer,
+    max_grad_norm: float,
+    name: str,
+    num_tokens: int | None = None,
 ) -> float:
     """Backward, clip, step. Returns the pre-clip gradient norm.
+
+    Reduction across ranks: ``loss`` is a mean over this rank's ``num_tokens`` sampled tokens. DDP averages the
+    ranks' gradients, so the loss is first multiplied by ``num_tokens · world_size / global_num_tokens``: the
+    averaged gradient is then the gradient of the mean over ALL ranks' tokens, the same as one process computing
+    the loss on the combined batch. One all-reduce per step carries the token count and a non-finite flag, so
+    every rank raises together. Single process, or ``num_tokens=None``: the loss is used as is.
 
     Raises:
         FloatingPointError: the loss or the gradient norm is NaN/inf (names the loss; the caller adds the step).
     """
-    if not torch.isfinite(loss):
+    accelerator = policy.accelerator
+    non_finite = float(not torch.isfinite(loss))
+    if accelerator is not None and accelerator.num_processes > 1:
+        counts = torch.tensor([float(num_tokens or 0), non_finite], device=loss.device)
+        total_tokens, non_finite = accelerator.reduce(counts, reduction="sum").tolist()
+        if num_tokens is not None:
+            loss = loss * (num_tokens * accelerator.num_processes / max(total_tokens, 1.0))
+    if non_finite:
         raise FloatingPointError(f"{name} loss is {float(loss.detach())}")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+    if accelerator is not None:
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(params, max_grad_norm)
+    else:
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     if not torch.isfinite(grad_norm):
         raise FloatingPointError(f"{name} gradient norm is {float(grad_norm)}")
     optimizer.step()

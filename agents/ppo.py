@@ -150,6 +150,7 @@ def update(
                 policy.values(hidden if config.critic_backbone_grad else hidden.detach()), returns[rows],
                 entropy, batch.row_mask[rows], config,
             )  # fmt: skip
-            metrics["grad_norm"] = apply_gradients(loss, policy, optimizer, max_grad_norm, "PPO")
+            num_tokens = int(batch.row_mask[rows].sum())
+            metrics["grad_norm"] = apply_gradients(loss, policy, optimizer, max_grad_norm, "PPO", num_tokens)
             history.append(metrics)
     return {**{k: sum(h[k] for h in history) / len(history) for k in history[0]}, **adv_metrics}

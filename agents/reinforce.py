@@ -112,7 +112,8 @@ def update(
                 policy.logits(hidden), ref_logits, batch.row_tokens[rows], advantages[rows], batch.row_mask[rows],
                 temperature, config.kl_coef,
             )  # fmt: skip
-            metrics["grad_norm"] = apply_gradients(loss, policy, optimizer, max_grad_norm, "REINFORCE")
+            num_tokens = int(batch.row_mask[rows].sum())
+            metrics["grad_norm"] = apply_gradients(loss, policy, optimizer, max_grad_norm, "REINFORCE", num_tokens)
             history.append(metrics)
     out = {k: sum(h[k] for h in history) / len(history) for k in history[0]}
     return {**out, "return_mean": float(actions.mean())}

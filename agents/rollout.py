@@ -15,6 +15,16 @@ whole vocabulary and PPO's importance ratios divide by the stored log μ; with t
 Memory: the Batch stores token ids, masks, behaviour log-probabilities (one float per token), rewards and flags:
 O(tokens) numbers, never tokens × vocabulary. Logits, Q values and π_ref are recomputed during the update.
 
+Overlap of generation and code execution: tokens are sampled ahead of the env. A token is sent to the env in
+one ``step``; while the env processes that step (``step_async`` … ``step_wait`` on an async vector env, whose
+sub-envs run in worker processes), the model samples the NEXT token of every sub-env whose action continues, and
+when some sub-env's action ends on this step (EOS or ``max_action_tokens``: its code executes, seconds) it samples
+up to ``lookahead`` tokens ahead for all the others, which later steps then only hand to the env. The env sees the
+same ``step`` calls as without look-ahead (Gymnasium semantics unchanged), and the schedule does not depend on
+timing, so a seed gives the same batch with sync and async vector envs. Tokens sampled ahead of an action end the
+collector did not predict (a stop string) are discarded, as are all of them after a policy update
+(:meth:`RolloutCollector.refresh`): they came from the old weights.
+
 Autoreset: gymnasium 1.x vector envs default to NEXT_STEP autoreset (the step after an episode ends resets that
 sub-env and ignores its action); the collector sends a dummy action there and records nothing. SAME_STEP mode is
 supported too. On truncation (the turn budget) the bootstrap state s_{t+1} is the reflection prompt in
@@ -124,24 +134,25 @@ def row_discounts(batch: Batch, gamma: float) -> torch.Tensor:
 
 def sample_token(
     logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
-) -> tuple[int, float]:
+) -> tuple[int, torch.Tensor]:
     """Sample from μ = softmax(logits / T) restricted to the top-k logits; T = 0 is greedy.
 
     Args:
         logits: (V,) float32 untempered next-token logits.
 
     Returns:
-        ``(token, log μ(token))``; greedy returns log-probability 0.
+        ``(token, log μ(token))``: the id on the host (the env needs it) and a () float32 tensor left on the
+        logits' device (no second host sync per token); greedy returns log-probability 0.
     """
     if temperature == 0:
-        return int(torch.argmax(logits)), 0.0
+        return int(torch.argmax(logits)), torch.zeros((), device=logits.device)
     scaled = logits / temperature
     if top_k is not None and top_k < scaled.numel():
         kth = torch.topk(scaled, top_k).values[-1]
         scaled = scaled.masked_fill(scaled < kth, float("-inf"))
     logprobs = torch.log_softmax(scaled, dim=-1)
-    token = int(torch.multinomial(logprobs.exp(), 1, generator=generator))
-    return token, float(logprobs[token])
+    token = torch.multinomial(logprobs.exp(), 1, generator=generator)  # (1,)
+    return int(token), logprobs[token[0]]
 
 
 @dataclass
@@ -153,7 +164,9 @@ class _Segment:
     turn: int
     prompt: list[int]
     tokens: list[int] = field(default_factory=list)
-    logprobs: list[float] = field(default_factory=list)
+    logprobs: list[torch.Tensor] = field(default_factory=list)
+    pending: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    """Tokens (with log μ) sampled ahead and not yet sent to the env; ``cache``/``next_logits`` include them."""
     reward: float = 0.0
     terminated: bool = False
     truncated: bool = False
@@ -187,6 +200,8 @@ class RolloutCollector:
         temperature: sampling temperature (0 = greedy).
         top_k: sample among the k most likely tokens, or ``None``.
         seed: seeds the envs (sub-env i gets ``seed + i``) and the sampling generator.
+        lookahead: tokens sampled ahead per sub-env while another sub-env's code executes (see the module
+            docstring); 1 only overlaps the next token with the env step, larger keeps the model busy longer.
     """
 
     def __init__(
@@ -196,9 +211,13 @@ class RolloutCollector:
         temperature: float = 1.0,
         top_k: int | None = None,
         seed: int = 0,
+        lookahead: int = 64,
     ) -> None:
+        if lookahead < 1:
+            raise ValueError(f"lookahead must be >= 1 (tokens sampled ahead per sub-env), got {lookahead}")
         self.envs, self.policy = envs, policy
-        self.temperature, self.top_k = temperature, top_k
+        self.temperature, self.top_k, self.lookahead = temperature, top_k, lookahead
+        self.eos_token_id = policy.tokenizer.eos_token_id
         mode = envs.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
         self.next_step_reset = mode == gym.vector.AutoresetMode.NEXT_STEP
         if not self.next_step_reset and mode != gym.vector.AutoresetMode.SAME_STEP:
@@ -208,9 +227,10 @@ class RolloutCollector:
         self.num_envs = envs.num_envs
         obs_len = envs.single_observation_space["input_ids"].shape[0]
         try:
-            self._prompt_room = obs_len - int(envs.get_attr("max_action_tokens")[0])
+            self.max_action_tokens: int | None = int(envs.get_attr("max_action_tokens")[0])
         except AttributeError:
-            self._prompt_room = obs_len
+            self.max_action_tokens = None
+        self._prompt_room = obs_len - (self.max_action_tokens or 0)
         self.total_actions = 0
         self.total_tokens = 0
         self._episode_counter = 0
@@ -227,9 +247,11 @@ class RolloutCollector:
         return segment
 
     def refresh(self) -> None:
-        """Re-encode every unfinished action after a policy update (its KV cache came from the old weights)."""
+        """Re-encode every unfinished action after a policy update (its KV cache came from the old weights) and
+        drop its tokens sampled ahead (they came from the old policy and were never sent)."""
         for i, segment in enumerate(self._current):
             if not self._awaiting_reset[i]:
+                segment.pending.clear()
                 segment.next_logits, segment.cache = self.policy.start(segment.prompt + segment.tokens)
 
     def collect(self, num_actions: int) -> Batch:
@@ -245,28 +267,61 @@ class RolloutCollector:
         return self._build_batch()
 
     def _step(self) -> None:
+        """One vector-env step: send each active sub-env its next token, sample ahead while the env runs."""
+        active = [i for i in range(self.num_envs) if not self._awaiting_reset[i]]
         actions = np.zeros(self.num_envs, dtype=np.int64)
-        self.total_tokens += self._awaiting_reset.count(False)
-        for i, segment in enumerate(self._current):
-            if not self._awaiting_reset[i]:
-                token, logprob = sample_token(segment.next_logits, self.temperature, self.top_k, self.generator)
-                segment.tokens.append(token)
-                segment.logprobs.append(logprob)
-                actions[i] = token
-        obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+        ending = set()
+        for i in active:
+            segment = self._current[i]
+            self._sample_ahead(segment, 1)
+            token, logprob = segment.pending.pop(0)
+            segment.tokens.append(token)
+            segment.logprobs.append(logprob)
+            actions[i] = token
+            if self._ends_action(segment, token, 0):
+                ending.add(i)
+        self.total_tokens += len(active)
+        if hasattr(self.envs, "step_async"):
+            self.envs.step_async(actions)
+        # Overlap: the model works while the env workers step (code executes for the sub-envs in ``ending``).
+        depth = self.lookahead if ending else 1
+        for i in active:
+            if i not in ending:
+                self._sample_ahead(self._current[i], depth)
+        if hasattr(self.envs, "step_async"):
+            obs, rewards, terminated, truncated, infos = self.envs.step_wait()
+        else:
+            obs, rewards, terminated, truncated, infos = self.envs.step(actions)
         for i in range(self.num_envs):
             if self._awaiting_reset[i]:  # NEXT_STEP autoreset: this step reset sub-env i, its action was ignored
                 self._awaiting_reset[i] = False
                 self._current[i] = self._new_segment(i, _prompt_of(obs, i), turn=0)
             elif _info_at(infos, "action_done", i, False) or terminated[i] or truncated[i]:
                 self._finish_action(i, obs, float(rewards[i]), bool(terminated[i]), bool(truncated[i]), infos)
+            elif i in ending:
+                raise RuntimeError(f"sub-env {i} did not end its action on EOS / max_action_tokens; is its tokenizer "
+                                   "the policy's?")  # fmt: skip
+
+    def _ends_action(self, segment: _Segment, token: int, num_pending: int) -> bool:
+        """Whether ``token`` (followed by ``num_pending`` unsent ones) will end the action: EOS or the budget."""
+        length = len(segment.tokens) + num_pending
+        return token == self.eos_token_id or (self.max_action_tokens is not None and length >= self.max_action_tokens)
+
+    def _sample_ahead(self, segment: _Segment, depth: int) -> None:
+        """Sample until ``depth`` tokens are pending or the last sampled token is predicted to end the action;
+        each token costs one incremental forward (none after a predicted end)."""
+        while len(segment.pending) < depth and segment.next_logits is not None:
+            token, logprob = sample_token(segment.next_logits, self.temperature, self.top_k, self.generator)
+            segment.pending.append((token, logprob))
+            if self._ends_action(segment, token, len(segment.pending)):
+                segment.next_logits = None
             else:
-                segment = self._current[i]
-                segment.next_logits, segment.cache = self.policy.advance(segment.tokens[-1], segment.cache)
+                segment.next_logits, segment.cache = self.policy.advance(token, segment.cache)
 
     def _finish_action(self, i: int, obs: dict, reward: float, terminated: bool, truncated: bool, infos: dict) -> None:
         segment = self._current[i]
         segment.cache = segment.next_logits = None
+        segment.pending.clear()  # sampled ahead past an end the collector did not predict (a stop string)
         segment.reward, segment.terminated, segment.truncated = reward, terminated, truncated
         auc = _info_at(infos, "auc", i)
         segment.success = auc is not None and bool(np.isfinite(auc)) and reward != -1.0
@@ -330,12 +385,11 @@ def _to_batch(segments: list[_Segment], index: dict[int, int], pad_id: int, num_
         for j in range(num_rows):
             rows.append((k, len(s.prompt) - 1 + j, j < len(s.tokens), j == len(s.tokens) - 1))
     next_segment = [index[id(s.next)] if s.next is not None else -1 for s in segments]
-    row_tokens, row_logprobs, row_next, row_rewards, row_term = [], [], [], [], []
+    row_tokens, row_next, row_rewards, row_term = [], [], [], []
     for r, (k, pos, sampled, last) in enumerate(rows):
         s = segments[k]
         j = pos - len(s.prompt) + 1
         row_tokens.append(s.tokens[j] if sampled else 0)
-        row_logprobs.append(s.logprobs[j] if sampled else 0.0)
         row_rewards.append(s.reward if last else 0.0)
         row_term.append(s.terminated if last else False)
         if not sampled:
@@ -345,6 +399,11 @@ def _to_batch(segments: list[_Segment], index: dict[int, int], pad_id: int, num_
         else:
             row_next.append(first_row[next_segment[k]] if next_segment[k] >= 0 else -1)
     long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
+    row_mask = torch.tensor([r[2] for r in rows])
+    row_logprobs = torch.zeros(len(rows), dtype=torch.float32)
+    sampled_logprobs = [lp for s in segments for lp in s.logprobs]
+    if sampled_logprobs:  # one device -> host copy per batch
+        row_logprobs[row_mask] = torch.stack(sampled_logprobs).float().cpu()
     return Batch(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -364,8 +423,8 @@ def _to_batch(segments: list[_Segment], index: dict[int, int], pad_id: int, num_
         row_segments=long([r[0] for r in rows]),
         row_positions=long([r[1] for r in rows]),
         row_tokens=long(row_tokens),
-        row_mask=torch.tensor([r[2] for r in rows]),
-        row_logprobs=torch.tensor(row_logprobs, dtype=torch.float32),
+        row_mask=row_mask,
+        row_logprobs=row_logprobs,
         row_is_last=torch.tensor([r[2] and r[3] for r in rows]),
         row_rewards=torch.tensor(row_rewards, dtype=torch.float32),
         row_terminated=torch.tensor(row_term),
