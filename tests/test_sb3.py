@@ -90,17 +90,21 @@ def assert_same_policy(agent, loaded, vec_env) -> None:
 def test_policy_is_the_lm_next_token_distribution_at_the_last_real_token(vec_env):
     tokenizer = vec_env.envs[0].unwrapped.tokenizer
     agent = A2C(LMActorCriticPolicy, vec_env, policy_kwargs={"model": tiny_lm(len(tokenizer))}, seed=0)
-    obs = vec_env.reset()
+    prompt_obs = vec_env.reset()
+    obs = prompt_obs
     for token in tokenizer.encode("model = Ran", add_special_tokens=False):
         obs, *_ = vec_env.step(np.array([token]))
-    length = int(obs["attention_mask"].sum())
-    assert length < ENV_KWARGS["max_obs_tokens"]  # right padding follows
+    batch = {key: np.concatenate([prompt_obs[key], obs[key]]) for key in obs}  # two lengths, right-padded
+    lengths = batch["attention_mask"].sum(axis=1)
+    assert lengths[0] < lengths[1] < ENV_KWARGS["max_obs_tokens"]
     with torch.no_grad():
-        dist = agent.policy.get_distribution(agent.policy.obs_to_tensor(obs)[0])
-        ids = torch.as_tensor(obs["input_ids"][:, :length])  # the real tokens only, no padding, no mask
-        expected = agent.policy.features_extractor.lm(input_ids=ids).logits[:, -1]  # (1, V)
-    torch.testing.assert_close(dist.distribution.logits, torch.log_softmax(expected, dim=-1), atol=1e-5, rtol=1e-5)
-    assert agent.policy.predict_values(agent.policy.obs_to_tensor(obs)[0]).shape == (1, 1)
+        tensors = agent.policy.obs_to_tensor(batch)[0]
+        logits = agent.policy.get_distribution(tensors).distribution.logits  # (2, V), normalised
+        lm = agent.policy.features_extractor.lm
+        for row, length in enumerate(lengths):  # each row alone: only its real tokens, no padding, no mask
+            expected = lm(input_ids=torch.as_tensor(batch["input_ids"][row : row + 1, :length])).logits[0, -1]
+            torch.testing.assert_close(logits[row], torch.log_softmax(expected, dim=-1), atol=1e-5, rtol=1e-5)
+        assert agent.policy.predict_values(tensors).shape == (2, 1)
 
 
 def test_ppo_with_lm_policy_trains_and_round_trips_through_sb3_save_load(vec_env, lm_dir, tmp_path):
