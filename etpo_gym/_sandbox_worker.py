@@ -347,7 +347,13 @@ class _AuditPolicy:
 
 
 def _guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
-    """``__import__`` seen by generated code: only :data:`ALLOWED_IMPORTS`, no relative imports."""
+    """``__import__`` seen by generated code: only :data:`ALLOWED_IMPORTS`, no relative imports.
+
+    C functions of libraries called from generated code import through the same hook (``PyImport_Import``,
+    recognisable by its ``fromlist=["__doc__"]``); those imports are the library's, not the code's, and pass.
+    """
+    if fromlist == ["__doc__"] and level == 0:
+        return importlib.__import__(name, globals, locals, fromlist, level)
     if level != 0 or name.partition(".")[0] not in ALLOWED_IMPORTS:
         raise ImportError(f"import of {name!r} is not allowed in the sandbox; allowed: {sorted(ALLOWED_IMPORTS)}")
     return importlib.__import__(name, globals, locals, fromlist, level)

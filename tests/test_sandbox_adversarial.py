@@ -16,6 +16,8 @@ caller's arrays are unchanged and the executor scores the next body normally.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 
 import numpy as np
@@ -133,6 +135,12 @@ ADVERSARIAL_CASES: list[tuple[str, str, str]] = [
     ("memo-across-splits", MEMO_ACROSS_SPLITS, "honest"),
     ("memo-in-tmp-file", MEMO_IN_FILE, "honest"),
     ("forge-result-pipe", FORGE_RESULT, "honest"),
+    ("numpy-c-level-read", "np.fromfile('{package_data}/kidney_stone.csv.gz', dtype=np.uint8)\nmodel = None", "fail"),
+    ("numpy-c-level-write", "np.zeros(3).tofile('/tmp/etpo_pwned_tofile')\nmodel = None", "fail"),
+    ("raw-fork-exec", IMP + "imp('_posixsubprocess').fork_exec([b'/bin/touch', b'/tmp/etpo_pwned_fe'], [b'/bin/touch'], "
+     "True, (), None, None, -1, -1, -1, -1, -1, -1, *imp('os').pipe(), False, False, -1, None, None, None, -1, None, "
+        "False)",
+     "fail"),
     ("write-tmp", "open('/tmp/etpo_pwned_write', 'w').write('x')\nmodel = None", "fail"),
     ("overwrite-sentinel", "open('{sentinel}/keep.txt', 'w').write('pwned')\nmodel = None", "fail"),
     ("delete-sentinel", IMP + "imp('os').remove('{sentinel}/keep.txt')\nmodel = None", "fail"),
@@ -141,8 +149,8 @@ ADVERSARIAL_CASES: list[tuple[str, str, str]] = [
     ("symlink-escape", IMP + "imp('os').symlink('/etc/passwd', 'link')\nopen('link').read()\nmodel = None", "fail"),
     ("write-site-packages", "open(np.__file__ + '.pwned', 'w')\nmodel = None", "fail"),
     ("socket-connect", IMP + "imp('socket').create_connection(('127.0.0.1', 22), timeout=1)\nmodel = None", "fail"),
-    ("urllib", IMP + "imp('urllib.request').urlopen('http://example.com', timeout=1)\nmodel = None", "fail"),
-    ("http-client", IMP + "imp('http.client').HTTPConnection('example.com', timeout=1).request('GET', '/')\nmodel = None", "fail"),
+    ("urllib", IMP + "imp('urllib.request', fromlist=['x']).urlopen('http://example.com', timeout=1)\nmodel = None", "fail"),
+    ("http-client", IMP + "imp('http.client', fromlist=['x']).HTTPConnection('example.com', timeout=1).request('GET', '/')\nmodel = None", "fail"),
     ("subprocess-run", IMP + "imp('subprocess').run(['touch', '/tmp/etpo_pwned_subprocess'])\nmodel = None", "fail"),
     ("os-system", "import sklearn\nsklearn.os.system('touch /tmp/etpo_pwned_system')\nmodel = None", "fail"),
     ("os-popen", "import sklearn\nsklearn.os.popen('touch /tmp/etpo_pwned_popen').read()\nmodel = None", "fail"),
@@ -271,3 +279,53 @@ def _session(pid: int) -> int | None:
         return os.getsid(pid)
     except (ProcessLookupError, PermissionError):
         return None
+
+
+KERNEL_LAYERS_SCRIPT = """
+import os, socket, sys, threading
+from etpo_gym import _sandbox_worker as worker
+
+abi = worker.landlock_abi()
+if not abi or not worker.seccomp_supported():
+    print("unsupported")
+    sys.exit(0)
+workdir, package_data = sys.argv[1], sys.argv[2]
+worker._apply_landlock(abi, worker._landlock_rules(worker._read_roots(), (package_data,)), workdir)
+worker._apply_seccomp()
+open(os.path.join(workdir, "allowed.txt"), "w").write("ok")
+thread = threading.Thread(target=print)
+thread.start()
+thread.join()
+attempts = {
+    "read /etc/passwd": lambda: open("/etc/passwd").read(),
+    "read package data": lambda: open(os.path.join(package_data, "kidney_stone.csv.gz"), "rb").read(),
+    "write /tmp": lambda: open("/tmp/etpo_pwned_kernel", "w"),
+    "fork": os.fork,
+    "exec": lambda: os.execv("/bin/true", ["true"]),
+    "socket": socket.socket,
+    "signal parent": lambda: os.kill(os.getppid(), 0) if abi >= 6 else (_ for _ in ()).throw(PermissionError()),
+}
+for name, attempt in attempts.items():
+    try:
+        attempt()
+    except PermissionError:
+        continue
+    print("not blocked:", name)
+    sys.exit(1)
+print("blocked")
+"""
+
+
+def test_kernel_layers_hold_without_the_audit_hook(tmp_path):
+    """Landlock and seccomp alone (no audit hook, no import allow-list) block files, processes and sockets."""
+    completed = subprocess.run(
+        [sys.executable, "-c", KERNEL_LAYERS_SCRIPT, str(tmp_path), PACKAGE_DATA],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if completed.stdout.strip() == "unsupported":
+        pytest.skip("this kernel has no Landlock or seccomp; the audit hook is the only file/process barrier")
+    assert completed.returncode == 0 and completed.stdout.strip().endswith("blocked"), completed
+    assert (tmp_path / "allowed.txt").read_text() == "ok"
+    assert not os.path.exists("/tmp/etpo_pwned_kernel")
