@@ -100,6 +100,7 @@ def build_policy(run: RunConfig, algo: str) -> Policy:
     return Policy(
         model, tokenizer, q_head=spec.q_head, value_head=spec.value_head, use_lora=run.use_lora, lora_r=run.lora_r,
         lora_alpha=run.lora_alpha, lora_target_modules=run.lora_target_modules, device=run.device,
+        gradient_checkpointing=run.gradient_checkpointing,
     )  # fmt: skip
 
 
@@ -226,7 +227,8 @@ def train(run: RunConfig, algo_config: Any = None) -> dict[str, Any]:
         progress, algo_state = checkpoint["progress"], checkpoint["algo_state"]
     # Envs restart their episodes on resume; a new env seed keeps them from replaying the first run's.
     envs = make_envs(run, policy.tokenizer)
-    collector = RolloutCollector(envs, policy, run.temperature, run.top_k, seed=run.seed + 7919 * progress["updates"])
+    collector = RolloutCollector(envs, policy, run.temperature, run.top_k, seed=run.seed + 7919 * progress["updates"],
+                                 lookahead=run.lookahead_tokens)  # fmt: skip
     if checkpoint is not None:
         collector.generator.set_state(checkpoint["rng"]["sampler"])
     logger = _Logger(run.output_dir, progress["env_actions"])
@@ -409,10 +411,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, Any]:
     parser.add_argument("--resume", action="store_true")
     simple = {"num_envs": int, "actions_per_rollout": int, "temperature": float, "top_k": int, "max_turns": int,
               "max_action_tokens": int, "learning_rate": float, "device": str, "save_every": int,
-              "vectorization_mode": str, "prompt_style": str}  # fmt: skip
+              "vectorization_mode": str, "prompt_style": str, "lookahead_tokens": int}  # fmt: skip
     for name, kind in simple.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
     parser.add_argument("--use-lora", action="store_true")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-eval", action="store_true", help="skip the final greedy evaluation")
     parser.add_argument("--algo-arg", action="append", default=[], metavar="NAME=VALUE",
@@ -423,7 +426,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, Any]:
         algo=args.algo, env_id=args.env_id, dataset=args.dataset[0] if len(args.dataset) == 1 else args.dataset,
         model=args.model, local_files_only=not args.allow_download, total_steps=args.total_steps, seed=args.seed,
         output_dir=args.output_dir or f"runs/{args.algo}-seed{args.seed}", resume=args.resume,
-        use_lora=args.use_lora, progress_bar=not args.no_progress, greedy_eval=not args.no_eval, **overrides,
+        use_lora=args.use_lora, gradient_checkpointing=args.gradient_checkpointing,
+        progress_bar=not args.no_progress, greedy_eval=not args.no_eval, **overrides,
     )  # fmt: skip
     algo_config = default_algo_config(args.algo)
     for item in args.algo_arg:
