@@ -659,6 +659,7 @@ def main(argv: list[str]) -> None:
     gc.freeze()  # keep the warm heap shared between children (copy-on-write)
     write_message(write_fd, {"kind": "ready", "landlock_abi": server.landlock_abi, "seccomp": server.seccomp})
     server.serve()
+    _remove_tree(server.root)  # the caller closed the pipe or died without cleaning up (e.g. SIGKILL)
 
 
 if __name__ == "__main__":
