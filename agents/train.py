@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 import etpo_gym  # noqa: F401  (registers the envs)
-from agents import etpo, ppo, reinforce
+from agents import distributed, etpo, ppo, reinforce
 from agents.config import BaseConfig, ETPOConfig, PPOConfig, ReinforceConfig, RunConfig
 from agents.policy import Policy, load_policy
 from agents.rollout import Batch, RolloutCollector
@@ -209,14 +209,22 @@ def _load_checkpoint(path: str, policy: Policy, optimizer) -> dict[str, Any]:
 def train(run: RunConfig, algo_config: Any = None) -> dict[str, Any]:
     """Train ``run.algo`` for ``run.total_steps`` env actions; returns the final metrics (also in JSON).
 
+    Under ``accelerate launch`` with several processes, every rank runs this function on its share of the budget
+    (:mod:`agents.distributed`); the returned metrics are the job's, and only rank 0 writes files.
+
     Raises:
         FloatingPointError: a loss or gradient became NaN/inf (the message names the update and env action).
     """
     spec = _spec(run.algo)
     algo_config = algo_config if algo_config is not None else default_algo_config(run.algo)
+    ranks = distributed.setup(run.device)
+    if ranks.device is not None:
+        run = dataclasses.replace(run, device=ranks.device)
     os.makedirs(run.output_dir, exist_ok=True)
-    seed_everything(run.seed)
+    seed_everything(run.seed + ranks.seed_offset(run.num_envs))
     policy = build_policy(run, run.algo)
+    if ranks.accelerator is not None:
+        policy.distribute(ranks.accelerator)  # before the optimiser: it wraps (never replaces) the parameters
     optimizer = build_optimizer(policy, run) if spec.update is not None else None
     checkpoint_path = os.path.join(run.output_dir, "checkpoint.pt")
     progress = {"env_actions": 0, "tokens": 0, "updates": 0, "wall_time_s": 0.0, "reward_sum": 0.0, "successes": 0}
@@ -227,30 +235,34 @@ def train(run: RunConfig, algo_config: Any = None) -> dict[str, Any]:
         progress, algo_state = checkpoint["progress"], checkpoint["algo_state"]
     # Envs restart their episodes on resume; a new env seed keeps them from replaying the first run's.
     envs = make_envs(run, policy.tokenizer)
-    collector = RolloutCollector(envs, policy, run.temperature, run.top_k, seed=run.seed + 7919 * progress["updates"],
-                                 lookahead=run.lookahead_tokens)  # fmt: skip
-    if checkpoint is not None:
+    seed = run.seed + ranks.seed_offset(run.num_envs) + 7919 * progress["updates"]
+    collector = RolloutCollector(envs, policy, run.temperature, run.top_k, seed=seed, lookahead=run.lookahead_tokens)
+    if checkpoint is not None and ranks.world_size == 1:  # several ranks: each keeps its own seeded sampler
         collector.generator.set_state(checkpoint["rng"]["sampler"])
-    logger = _Logger(run.output_dir, progress["env_actions"])
-    with open(os.path.join(run.output_dir, "config.json"), "w") as f:
-        json.dump({"run": _fields(run), "algo": _fields(algo_config)}, f, indent=2, default=repr)
+    logger = _Logger(run.output_dir, progress["env_actions"]) if ranks.is_main else None
+    if ranks.is_main:
+        with open(os.path.join(run.output_dir, "config.json"), "w") as f:
+            json.dump({"run": _fields(run), "algo": _fields(algo_config)}, f, indent=2, default=repr)
     try:
-        _loop(run, spec, algo_config, policy, optimizer, collector, logger, progress, algo_state, checkpoint_path)
+        _loop(run, spec, algo_config, policy, optimizer, collector, logger, progress, algo_state, ranks)
     finally:
         envs.close()
-        logger.close()
-    return _finish(run, policy, progress)
+        if logger is not None:
+            logger.close()
+    return _finish(run, policy, progress, ranks)
 
 
-def _loop(run, spec, algo_config, policy, optimizer, collector, logger, progress, algo_state, checkpoint_path) -> None:
-    """Collect → update → log → checkpoint until the env-action budget is spent."""
+def _loop(run, spec, algo_config, policy, optimizer, collector, logger, progress, algo_state, ranks) -> None:
+    """Collect → update → log → checkpoint until the env-action budget (summed over ranks) is spent."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=run.total_steps, initial=progress["env_actions"], unit="action", disable=not run.progress_bar,
-               desc=run.algo)  # fmt: skip
+    bar = tqdm(total=run.total_steps, initial=progress["env_actions"], unit="action",
+               disable=not (run.progress_bar and ranks.is_main), desc=run.algo)  # fmt: skip
+    min_actions = getattr(algo_config, "num_minibatches", 1)
     while progress["env_actions"] < run.total_steps:
         start = time.perf_counter()
-        batch = collector.collect(min(run.actions_per_rollout, run.total_steps - progress["env_actions"]))
+        remaining = run.total_steps - progress["env_actions"]
+        batch = collector.collect(ranks.actions_per_rank(run.actions_per_rollout, remaining, min_actions))
         batch = batch.to(policy.device_)
         metrics = batch_metrics(batch)
         if spec.update is not None:
@@ -264,24 +276,45 @@ def _loop(run, spec, algo_config, policy, optimizer, collector, logger, progress
                     f"actions) of {run.algo}: {error}"
                 ) from error
             collector.refresh()
-        progress["env_actions"] += batch.num_actions
-        progress["tokens"] += batch.num_tokens
-        progress["updates"] += 1
-        progress["wall_time_s"] += time.perf_counter() - start
-        progress["reward_sum"] += float(batch.rewards[: batch.num_actions].sum())
-        progress["successes"] += int(batch.success[: batch.num_actions].sum())
+        actions = _record(progress, batch, metrics, ranks, time.perf_counter() - start)
+        if not ranks.is_main:
+            continue
         logger.log({"env_actions": progress["env_actions"], "tokens": progress["tokens"],
                     "wall_time_s": progress["wall_time_s"], **metrics})  # fmt: skip
-        bar.update(batch.num_actions)
+        bar.update(actions)
         bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", success=f"{metrics['success_rate']:.2f}")
         done = progress["env_actions"] >= run.total_steps
         if done or (run.save_every and progress["updates"] % run.save_every == 0):
-            save_checkpoint(checkpoint_path, policy, optimizer, progress, collector, algo_state)
+            save_checkpoint(os.path.join(run.output_dir, "checkpoint.pt"), policy, optimizer, progress, collector,
+                            algo_state)  # fmt: skip
     bar.close()
 
 
-def _finish(run: RunConfig, policy: Policy, progress: dict[str, Any]) -> dict[str, Any]:
-    """Final metrics (the keys of ``agents.registry.REQUIRED_METRICS`` and more), also written as JSON."""
+def _record(progress: dict[str, Any], batch: Batch, metrics: dict, ranks: distributed.Ranks, seconds: float) -> int:
+    """Add one update's counts, summed over ranks, to ``progress``; returns the job's actions of the update.
+
+    Several ranks: ``reward_mean``/``success_rate`` in ``metrics`` become the job's; update metrics stay rank 0's.
+    """
+    n = batch.num_actions
+    actions, tokens, reward_sum, successes = ranks.sum(
+        [n, batch.num_tokens, float(batch.rewards[:n].sum()), int(batch.success[:n].sum())]
+    )
+    if ranks.world_size > 1:
+        metrics.update(reward_mean=reward_sum / actions, success_rate=successes / actions)
+    progress["env_actions"] += int(actions)
+    progress["tokens"] += int(tokens)
+    progress["updates"] += 1
+    progress["wall_time_s"] += seconds
+    progress["reward_sum"] += reward_sum
+    progress["successes"] += int(successes)
+    return int(actions)
+
+
+def _finish(run: RunConfig, policy: Policy, progress: dict[str, Any], ranks: distributed.Ranks) -> dict[str, Any]:
+    """Final metrics (the keys of ``agents.registry.REQUIRED_METRICS`` and more), also written as JSON.
+
+    Several ranks: rank 0 evaluates and writes the JSON; the others return the training metrics only.
+    """
     final = {
         "algo": run.algo,
         "seed": run.seed,
@@ -294,10 +327,14 @@ def _finish(run: RunConfig, policy: Policy, progress: dict[str, Any]) -> dict[st
         "success_rate": progress["successes"] / max(progress["env_actions"], 1),
         "metrics_csv": os.path.join(run.output_dir, "metrics.csv"),
     }
-    if run.greedy_eval:
-        final.update(evaluate(policy, run))
-    with open(os.path.join(run.output_dir, "final_metrics.json"), "w") as f:
-        json.dump(final, f, indent=2)
+    if ranks.world_size > 1:
+        final["world_size"] = ranks.world_size
+    if ranks.is_main:
+        if run.greedy_eval:
+            final.update(evaluate(policy, run))
+        with open(os.path.join(run.output_dir, "final_metrics.json"), "w") as f:
+            json.dump(final, f, indent=2)
+    ranks.barrier()  # ranks leave together: the job ends when rank 0 has written its results
     return final
 
 

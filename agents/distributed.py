@@ -1,0 +1,112 @@
+"""Data-parallel training over several processes through Hugging Face ``accelerate`` (DDP underneath).
+
+Under ``accelerate launch -m agents.train ...`` every process (rank) runs the same loop on its own device:
+
+* it collects rollouts from its OWN vector env (its own sandbox workers); env and sampler seeds are offset by
+  ``rank * num_envs``, so sub-env ``i`` of rank ``r`` gets ``seed + r * num_envs + i``: together the ranks step
+  the same envs as one process with ``world_size * num_envs`` sub-envs;
+* the action budget splits across ranks: each update, every rank collects ``ceil(actions_per_rollout /
+  world_size)`` actions (at least ``num_minibatches``, so every rank takes the same number of optimiser steps: a
+  DDP all-reduce waits for all ranks), and ``total_steps`` counts the actions of ALL ranks (summed each update);
+* gradients all-reduce in ``backward`` (:meth:`agents.policy.Policy.distribute`), with the loss of each rank
+  rescaled so that the result is the gradient of the mean over all ranks' tokens
+  (:func:`agents.policy.apply_gradients`), the same update as one process on the combined batch;
+* only rank 0 logs, shows the progress bar, writes checkpoints and runs the greedy evaluation.
+
+A single process (plain ``python -m agents.train``, or ``accelerate launch`` with one process) never imports
+``accelerate`` and behaves exactly as before.
+
+FSDP is not supported: FSDP all-gathers the parameters inside every forward, so all ranks must run the same
+forwards in lock step, but here each rank samples a different number of tokens (its own env episodes) and the
+sampling and target forwards use the local module. For models whose training state does not fit one GPU, use
+LoRA on a bf16 base (see ``docs/scaling.md``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process stands in the job: rank, number of ranks and the ``accelerate.Accelerator``.
+
+    The default is the single-process job (no accelerator).
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    accelerator: Any = None
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs, checkpoints and evaluates."""
+        return self.rank == 0
+
+    @property
+    def device(self) -> str | None:
+        """This rank's device (``cuda:<local rank>`` or ``cpu``); ``None`` keeps ``RunConfig.device``."""
+        return str(self.accelerator.device) if self.accelerator is not None else None
+
+    def seed_offset(self, num_envs: int) -> int:
+        """Offset of this rank's env and sampler seeds: sub-envs of different ranks never share a seed."""
+        return self.rank * num_envs
+
+    def actions_per_rank(self, actions_per_rollout: int, remaining: int, min_actions: int) -> int:
+        """Actions this rank collects for the next update: its share of ``min(actions_per_rollout, remaining)``.
+
+        Args:
+            actions_per_rollout: completed actions per update, over all ranks.
+            remaining: actions left in the budget, over all ranks.
+            min_actions: lower bound for several ranks (the algorithm's ``num_minibatches``: a rank with fewer
+                actions would take fewer optimiser steps and leave the others waiting in the all-reduce).
+        """
+        share = math.ceil(min(actions_per_rollout, remaining) / self.world_size)
+        return share if self.world_size == 1 else max(share, min_actions)
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Sum ``values`` over the ranks (one all-reduce); unchanged for one process."""
+        if self.world_size == 1:
+            return list(values)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        return self.accelerator.reduce(tensor, reduction="sum").tolist()
+
+    def barrier(self) -> None:
+        """Wait for every rank (e.g. before rank 0 reads what all ranks finished)."""
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
+
+
+def launched_world_size() -> int:
+    """Number of processes of the job from the launcher's environment (``WORLD_SIZE``; 1 when not launched)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup(device: str = "auto") -> Ranks:
+    """This process's :class:`Ranks`; creates the ``Accelerator`` (and process group) only for several processes.
+
+    Args:
+        device: ``RunConfig.device``; ``cpu`` keeps a multi-process job on CPU (``gloo``), anything else lets
+            ``accelerate`` give each rank its GPU (``nccl``).
+
+    Raises:
+        NotImplementedError: the accelerate config asks for FSDP, DeepSpeed or another non-DDP engine.
+    """
+    if launched_world_size() <= 1:
+        return Ranks()
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+
+    accelerator = Accelerator(cpu=device == "cpu")
+    data_parallel = (DistributedType.MULTI_GPU, DistributedType.MULTI_CPU, DistributedType.NO)
+    if accelerator.distributed_type not in data_parallel:
+        raise NotImplementedError(
+            f"distributed type {accelerator.distributed_type} is not supported (see agents/distributed.py); use "
+            "configs/accelerate/single_node_multi_gpu.yaml or multi_node.yaml (DDP), with --use-lora for big models"
+        )
+    return Ranks(accelerator.process_index, accelerator.num_processes, accelerator)
