@@ -480,7 +480,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, Any]:
 def main(argv: list[str] | None = None) -> None:
     run, algo_config = parse_args(argv)
     final = train(run, algo_config)
-    print(json.dumps(final, indent=2))
+    if os.environ.get("RANK", "0") == "0":  # several ranks: rank 0 has the evaluated results
+        print(json.dumps(final, indent=2))
 
 
 if __name__ == "__main__":
