@@ -6,8 +6,9 @@ For each dataset (default: every bundled one) the model samples ``--num-samples`
 ``build_prompt(dataset)`` (paper style, the env's default) at the env's default settings -- plain ancestral
 sampling at temperature 1.0, no top-k / top-p, at most 256 new tokens, ended by ``</s>`` or one of the env's stop
 strings -- and each distinct body is scored by the paper's reward procedure (:func:`etpo_gym.task.score_build_model`,
-mean ROC AUC over 5 random 50/50 splits of the reward pool). Execution is in-process, inside try/except: the
-bodies come from our own model, and this script measures the policy, not the sandbox.
+mean ROC AUC over 5 random 50/50 splits of the reward pool) in the env's sandboxed
+:class:`~etpo_gym.executor.CodeExecutor` (default settings, so timeouts count as failures as in the env), or
+in-process with ``--in-process``.
 
 Printed and saved: executable rate, distinct classifier families, and per dataset the mean / best / worst AUC of
 the executable bodies (the spread RL can exploit).
@@ -18,21 +19,18 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import re
 import time
 import warnings
 
 import numpy as np
+import torch
 
-# With more busy processes than cores (a shared CI box), OpenMP's spin-waiting barrier made 2-thread CPU training
-# about 10x slower than 1 thread in our measurements; passive waiting fixes it. Must be set before torch loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-import torch  # noqa: E402
-
+from agents.tiny_coder.train import ASSET_DIR, ensure_passive_openmp
 from etpo_gym import task
 from etpo_gym.datasets import BUNDLED_DATASETS, TabularDataset, load_dataset
 from etpo_gym.env import DEFAULT_STOP_STRINGS
+from etpo_gym.executor import CodeExecutor
 
 MODEL_NAME = "etpo-tiny-coder"
 
@@ -43,8 +41,6 @@ _ESTIMATOR = re.compile(r"\b([A-Z]\w*(?:Classifier|Regression|NB|Analysis|SVC|CV
 def load(path: str | None = None):
     """``(model, tokenizer)`` of the shipped model (or a model directory), in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from agents.tiny_coder.train import ASSET_DIR
 
     path = path or ASSET_DIR
     model = AutoModelForCausalLM.from_pretrained(path)
@@ -90,21 +86,33 @@ def classifier_family(body: str) -> str | None:
     return wrappers[0] if wrappers else (names[-1] if names else None)
 
 
-def execute(dataset: TabularDataset, body: str) -> dict:
-    """Score ``body`` with the task's reward procedure; ``{"auc": ...}`` or ``{"error": "<Type>: <message>"}``."""
+def execute(dataset: TabularDataset, body: str, executor: CodeExecutor | None = None) -> dict:
+    """Score ``body`` like the env; ``{"auc": ..., "test_auc": ...}`` or ``{"error": "<Type>: <message>"}``.
+
+    With ``executor`` the body runs in the env's sandbox (timeouts and memory limits included); without it,
+    in-process through :func:`etpo_gym.task.score_build_model` (no timeout: for trusted code only).
+    """
+    if executor is not None:
+        result = executor.evaluate(dataset, body)
+        if result.ok:
+            return {"auc": result.auc, "test_auc": result.test_auc}
+        return {"error": result.message or str(result.error_type)}
     try:
         namespace: dict = {}
         exec(compile(task.program_source(body), "<string>", "exec"), namespace)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return task.score_build_model(
+            scores = task.score_build_model(
                 namespace["build_model"], dataset.x, dataset.y, dataset.x_test, dataset.y_test, dataset.num_classes
             )
+        return {"auc": scores["auc"], "test_auc": scores["test_auc"]}
     except Exception as error:  # any failure of generated code is the task's -1
         return {"error": f"{type(error).__name__}: {error}".splitlines()[0][:300]}
 
 
-def evaluate_dataset(model, tokenizer, dataset: TabularDataset, num_samples: int, seed: int) -> list[dict]:
+def evaluate_dataset(
+    model, tokenizer, dataset: TabularDataset, num_samples: int, seed: int, executor: CodeExecutor | None = None
+) -> list[dict]:
     """One record per sample: ``body``, ``family``, and ``auc`` / ``test_auc`` or ``error``."""
     bodies = sample_bodies(model, tokenizer, task.build_prompt(dataset), num_samples, seed)
     cache: dict[str, dict] = {}
@@ -112,7 +120,7 @@ def evaluate_dataset(model, tokenizer, dataset: TabularDataset, num_samples: int
     for body in bodies:
         key = task.normalize_body(body)
         if key not in cache:
-            cache[key] = execute(dataset, body)
+            cache[key] = execute(dataset, body, executor)
         records.append({"body": body, "family": classifier_family(body), **cache[key]})
     return records
 
@@ -155,13 +163,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-threads", type=int, default=2)
     parser.add_argument("--output", default=None, help="write records and summary as JSON here")
+    parser.add_argument("--in-process", action="store_true", help="run bodies in-process instead of the sandbox")
     args = parser.parse_args(argv)
+    ensure_passive_openmp("agents.tiny_coder.evaluate", argv)
     torch.set_num_threads(args.num_threads)
     model, tokenizer = load(args.model)
     start = time.time()
+    executor = None if args.in_process else CodeExecutor()
     records = {}
     for offset, name in enumerate(args.datasets):
-        records[name] = evaluate_dataset(model, tokenizer, load_dataset(name), args.num_samples, args.seed + offset)
+        dataset = load_dataset(name)
+        records[name] = evaluate_dataset(model, tokenizer, dataset, args.num_samples, args.seed + offset, executor)
+    if executor is not None:
+        executor.close()
     summary = summarize(records)
     summary["wall_time_s"] = round(time.time() - start, 1)
     print(f"{'dataset':<18} {'exec':>6} {'mean':>6} {'best':>6} {'worst':>6}")
