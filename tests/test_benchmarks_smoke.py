@@ -1,0 +1,69 @@
+"""Smoke tests of the performance benchmarks (update cost, linearity, memory): smallest settings, no timing checks."""
+
+import os
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+import bench_linearity  # noqa: E402
+import bench_memory  # noqa: E402
+import bench_update  # noqa: E402
+from _bench_common import env_prompt, env_tokenizer, make_batch  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The benchmarks set torch's thread count; give the rest of the session its own back."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_make_batch_has_the_collector_layout():
+    """Odd number of actions: a failed turn 0 -> turn 1 (terminated), and a truncated action with a bootstrap."""
+    tokenizer = env_tokenizer()
+    batch = make_batch(env_prompt(), num_actions=3, action_len=5, vocab=len(tokenizer), pad_id=tokenizer.pad_token_id)
+    assert batch.num_actions == 3 and batch.num_tokens == 15
+    assert batch.next_segment.tolist() == [1, -1, 3, -1]
+    assert batch.terminated.tolist() == [False, True, False, False]
+    assert batch.truncated.tolist() == [False, False, True, False]
+    assert int(batch.row_mask.sum()) == 15 and len(batch.row_mask) == 16
+    assert batch.row_next[4] == 5  # last token of turn 0 -> first row of turn 1
+
+
+def test_bench_update_smoke(capsys):
+    report = bench_update.main(
+        ["--model-size", "tiny", "--repeats", "1", "--num-actions", "2", "--action-len", "4", "--skip-defaults"]
+    )
+    assert "| matched | ETPO | 2 x 2 |" in report and "| matched | PPO | 2 x 2 |" in report
+    assert "ETPO compute_targets" in report and "PPO compute_advantages" in report
+    assert "x**" in report  # the ETPO / PPO ratio
+    assert report in capsys.readouterr().out
+
+
+def test_bench_linearity_smoke():
+    report = bench_linearity.main(
+        ["--model-size", "tiny", "--lengths", "2", "4", "8", "--repeats", "1", "--num-actions", "2", "--with-ppo"]
+    )
+    assert "ETPO: fit time = a + b*L" in report and "PPO: fit time = a + b*L" in report and "R^2 = " in report
+    for length in (2, 4, 8):
+        assert f"\n| {length} | {2 * length} |" in report
+
+
+def test_linear_fit_exact():
+    a, b, r2 = bench_linearity.linear_fit([1, 2, 3], [3.0, 5.0, 7.0])
+    assert a == pytest.approx(1.0) and b == pytest.approx(2.0) and r2 == pytest.approx(1.0)
+
+
+def test_bench_memory_smoke():
+    report = bench_memory.main(["--model-size", "tiny", "--action-len", "16", "--num-actions", "2", "--skip-7b"])
+    assert "ours: `Batch.nbytes()` / actions" in report and "official: 3 x 16 tokens x 32,016 vocab x 4 B" in report
+    assert report.count("official: 4 full copies") == 2  # tiny model + meta ~0.5B
+    assert report.count("ours, LoRA") == 2 and report.count("ours, full fine-tuning") == 2
+    assert "meta device" in report
