@@ -219,12 +219,26 @@ class Policy(nn.Module):
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
         """π_ref logits (R, V) float32 at the (sequence, position) pairs ``rows`` of a (B, S) batch."""
+        return self.ref_logits_from_hidden(self.ref_hidden_states(input_ids, attention_mask, rows))
+
+    @torch.no_grad()
+    def ref_hidden_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """π_ref's last hidden states (R, H) at the (sequence, position) pairs ``rows`` of a (B, S) batch."""
         with self._reference() as ref:
             with self.autocast():
                 out = ref(
                     input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, logits_to_keep=1
                 )
-                return ref.get_output_embeddings()(out.hidden_states[-1][rows]).float()
+                return out.hidden_states[-1][rows]
+
+    @torch.no_grad()
+    def ref_logits_from_hidden(self, hidden: torch.Tensor) -> torch.Tensor:
+        """π_ref logits (R, V) float32 from π_ref hidden states (R, H)."""
+        with self._reference() as ref:
+            with self.autocast():
+                return ref.get_output_embeddings()(hidden).float()
 
     @contextmanager
     def _reference(self):

@@ -446,6 +446,25 @@ def segment_minibatches(
     return [chunk for chunk in torch.tensor_split(order, min(num_minibatches, batch.num_actions)) if len(chunk)]
 
 
+def segment_rows(
+    batch: Batch, segment_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """The decision rows of some segments and the inputs of one forward pass over those segments.
+
+    Returns:
+        ``rows`` (R_mb,) int64 indices into the batch's row fields; ``input_ids`` and ``attention_mask``
+        (n, S_mb) trimmed to the longest segment; ``where``, the (sequence, position) index of each row's
+        hidden state in that forward pass.
+    """
+    segment_ids = segment_ids.to(batch.row_segments.device)
+    lookup = torch.full((len(batch.prompt_lens),), -1, dtype=torch.long, device=segment_ids.device)
+    lookup[segment_ids] = torch.arange(len(segment_ids), device=segment_ids.device)
+    rows = torch.nonzero(lookup[batch.row_segments] >= 0).squeeze(1)
+    width = int((batch.prompt_lens[segment_ids] + batch.action_lens[segment_ids]).max())
+    input_ids, attention_mask = batch.input_ids[segment_ids, :width], batch.attention_mask[segment_ids, :width]
+    return rows, input_ids, attention_mask, (lookup[batch.row_segments[rows]], batch.row_positions[rows])
+
+
 def forward_rows(
     policy: Policy, batch: Batch, segment_ids: torch.Tensor, with_ref: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -461,13 +480,7 @@ def forward_rows(
         ``rows`` (R_mb,) int64 indices into the batch's row fields, ``hidden`` (R_mb, H) backbone states (with
         grad when grad is enabled), ``ref_logits`` (R_mb, V) float32 or None.
     """
-    segment_ids = segment_ids.to(batch.row_segments.device)
-    lookup = torch.full((len(batch.prompt_lens),), -1, dtype=torch.long, device=segment_ids.device)
-    lookup[segment_ids] = torch.arange(len(segment_ids), device=segment_ids.device)
-    rows = torch.nonzero(lookup[batch.row_segments] >= 0).squeeze(1)
-    width = int((batch.prompt_lens[segment_ids] + batch.action_lens[segment_ids]).max())
-    input_ids, attention_mask = batch.input_ids[segment_ids, :width], batch.attention_mask[segment_ids, :width]
-    where = (lookup[batch.row_segments[rows]], batch.row_positions[rows])
+    rows, input_ids, attention_mask, where = segment_rows(batch, segment_ids)
     hidden = policy.hidden_states(input_ids, attention_mask)[where]  # (R_mb, H)
     ref_logits = policy.ref_logits(input_ids, attention_mask, where) if with_ref else None  # (R_mb, V)
     return rows, hidden, ref_logits

@@ -92,7 +92,7 @@ def _no_grad_passes(
 ) -> dict[str, float]:
     """Median CPU seconds of no-grad passes over the whole batch: ETPO's ``compute_targets`` (run once per epoch)
     and PPO's ``compute_advantages`` (once per update), and the bare backbone forwards with and without pi_ref
-    (ETPO's minibatch steps run pi_ref's forward too, PPO's do not)."""
+    (ETPO runs pi_ref's forward once per update and keeps its hidden states; PPO once per update too)."""
     from agents import etpo, ppo
     from agents.rollout import forward_rows
 
@@ -101,8 +101,10 @@ def _no_grad_passes(
             for segment_ids in torch.arange(len(batch.prompt_lens)).split(16):
                 forward_rows(policies["etpo"], batch, segment_ids, with_ref=with_ref)
 
+    ref_hidden = etpo.reference_hidden_states(policies["etpo"], batch)
     times = time_alternating({
-        "ETPO compute_targets": lambda: etpo.compute_targets(policies["etpo"], batch, etpo_config),
+        "ETPO reference_hidden_states (once per update)": lambda: etpo.reference_hidden_states(policies["etpo"], batch),
+        "ETPO compute_targets": lambda: etpo.compute_targets(policies["etpo"], batch, etpo_config, ref_hidden),
         "PPO compute_advantages": lambda: ppo.compute_advantages(policies["ppo"], batch, ppo_config, 1.0),
         "forward_rows, policy only": lambda: backbone(False),
         "forward_rows, policy + pi_ref": lambda: backbone(True),
