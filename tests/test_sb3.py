@@ -52,23 +52,25 @@ def vec_env(executor):
     env.close()
 
 
-def tiny_lm(vocab_size: int, seed: int = 0):
+def tiny_lm(vocab_size: int, seed: int = 0, tie_word_embeddings: bool = False):
     """A 2-layer random Llama over the env's vocabulary (no download)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=int(vocab_size), hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128
-    )
+        vocab_size=int(vocab_size), hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        tie_word_embeddings=tie_word_embeddings,
+    )  # fmt: skip
     return LlamaForCausalLM(config)
 
 
 @pytest.fixture
 def lm_dir(vec_env, tmp_path) -> str:
-    """A tiny LM saved like a checkpoint, with the env's tokenizer, so it loads by path."""
+    """A tiny LM saved like a checkpoint, with the env's tokenizer, so it loads by path (tied embeddings, as in
+    etpo-tiny-coder)."""
     tokenizer = vec_env.envs[0].unwrapped.tokenizer
     path = tmp_path / "tiny-lm"
-    tiny_lm(len(tokenizer)).save_pretrained(path)
+    tiny_lm(len(tokenizer), tie_word_embeddings=True).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
 
