@@ -114,17 +114,44 @@ class DataSciTask:
             self.executor.close()
 
 
-def _make_task(dataset, target, description, prompt_style, max_turns, executor, executor_kwargs) -> DataSciTask:
-    return DataSciTask(
-        resolve_datasets(dataset, target=target, description=description),
-        prompt_style=prompt_style,
-        max_turns=max_turns,
-        executor=executor,
-        executor_kwargs=executor_kwargs,
-    )
+class _DataSciEnv(gym.Env):
+    """What both envs share: arguments that build the task, the reset/step order, ``ansi`` rendering, close."""
+
+    def _build_task(self, render_mode, tokenizer, dataset, target, description, prompt_style, max_turns, executor,
+                    **executor_settings) -> None:  # fmt: skip
+        """Validate ``render_mode``, load the tokenizer and build the :class:`DataSciTask` (``self.task``)."""
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.task = DataSciTask(
+            resolve_datasets(dataset, target=target, description=description),
+            prompt_style=prompt_style,
+            max_turns=max_turns,
+            executor=executor,
+            executor_kwargs=executor_settings,
+        )
+        self._needs_reset = True
+
+    def _start_episode(self, seed: int | None, options: dict[str, Any] | None) -> str:
+        """Base reset (seeds ``np_random``), then the task's first prompt."""
+        super().reset(seed=seed)
+        self._needs_reset = False
+        return self.task.start(self.np_random, (options or {}).get("dataset"))
+
+    def _check_running(self) -> None:
+        if self._needs_reset:
+            raise gym.error.ResetNeeded("the episode has ended (or never started): call reset() before step()")
+
+    def _render_header(self) -> str:
+        return f"[turn {self.task.turn}/{self.task.max_turns}, {self.task.dataset.name}]\n{self.task.prompt}"
+
+    def close(self) -> None:
+        self.task.close()
+        super().close()
 
 
-class DataSciTokenEnv(gym.Env):
+class DataSciTokenEnv(_DataSciEnv):
     """Write the body of ``build_model(x_train, y_train)`` for a tabular classification dataset, token by token.
 
     ## Description
@@ -209,12 +236,11 @@ class DataSciTokenEnv(gym.Env):
         max_parallel_splits: int | None = None,
         render_mode: str | None = None,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         if not 1 <= max_action_tokens < max_obs_tokens:
             raise ValueError(f"need 1 <= max_action_tokens ({max_action_tokens}) < max_obs_tokens ({max_obs_tokens})")
-        self.render_mode = render_mode
-        self.tokenizer = load_tokenizer(tokenizer)
+        self._build_task(render_mode, tokenizer, dataset, target, description, prompt_style, max_turns, executor,
+                         num_workers=num_workers, timeout_s=timeout_s, memory_limit_mb=memory_limit_mb,
+                         max_parallel_splits=max_parallel_splits)  # fmt: skip
         self.max_action_tokens = max_action_tokens
         self.max_obs_tokens = max_obs_tokens
         self.stop_strings = tuple(stop_strings)
@@ -224,13 +250,6 @@ class DataSciTokenEnv(gym.Env):
         self.pad_token_id = int(pad if pad is not None else self.eos_token_id)
         self._token_texts = token_texts(self.tokenizer) if self.stop_strings else []
         self._tail_chars = max((len(s) for s in self.stop_strings), default=0)
-        executor_kwargs = {
-            "num_workers": num_workers,
-            "timeout_s": timeout_s,
-            "memory_limit_mb": memory_limit_mb,
-            "max_parallel_splits": max_parallel_splits,
-        }
-        self.task = _make_task(dataset, target, description, prompt_style, max_turns, executor, executor_kwargs)
         self._prompt_ids_cache: dict[str, np.ndarray] = {}
 
         self.action_space = spaces.Discrete(self.vocab_size)
@@ -246,7 +265,6 @@ class DataSciTokenEnv(gym.Env):
         self._prompt_length = 0
         self._action_ids: list[int] = []
         self._tail = ""  # last characters of the action, for stop strings
-        self._needs_reset = True
 
     # -- helpers ---------------------------------------------------------------------------------------------
     def _load_prompt(self, prompt: str) -> bool:
@@ -293,10 +311,8 @@ class DataSciTokenEnv(gym.Env):
 
     # -- Gymnasium API ---------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        prompt = self.task.start(self.np_random, (options or {}).get("dataset"))
+        prompt = self._start_episode(seed, options)
         truncated_prompt = self._load_prompt(prompt)
-        self._needs_reset = False
         info = {
             "prompt": prompt,
             "prompt_changed": True,
@@ -309,8 +325,7 @@ class DataSciTokenEnv(gym.Env):
         return self._observation(), info
 
     def step(self, action):
-        if self._needs_reset:
-            raise gym.error.ResetNeeded("the episode has ended (or never started): call reset() before step()")
+        self._check_running()
         if isinstance(action, np.ndarray) and action.shape in ((), (1,)):
             action = action.reshape(()).item() if np.issubdtype(action.dtype, np.integer) else action
         if not isinstance(action, (int, np.integer)) or isinstance(action, bool) or not 0 <= action < self.vocab_size:
@@ -342,12 +357,7 @@ class DataSciTokenEnv(gym.Env):
     def render(self) -> str | None:
         if self.render_mode != "ansi":
             return None
-        action = self.tokenizer.decode(self._action_ids, skip_special_tokens=True)
-        return f"[turn {self.task.turn}/{self.task.max_turns}, {self.task.dataset.name}]\n{self.task.prompt}{action}"
-
-    def close(self) -> None:
-        self.task.close()
-        super().close()
+        return self._render_header() + self.tokenizer.decode(self._action_ids, skip_special_tokens=True)
 
 
 _TEXT_CHARSET = frozenset(string.printable)
@@ -357,7 +367,7 @@ def _printable(text: str) -> str:
     return "".join(c if c in _TEXT_CHARSET else "?" for c in text)
 
 
-class DataSciTextEnv(gym.Env):
+class DataSciTextEnv(_DataSciEnv):
     """The data-science task with one ``step`` per whole code string (same prompts and reward as the token env).
 
     ## Description
@@ -421,33 +431,21 @@ class DataSciTextEnv(gym.Env):
         max_parallel_splits: int | None = None,
         render_mode: str | None = None,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.render_mode = render_mode
-        self.tokenizer = load_tokenizer(tokenizer)
-        executor_kwargs = {
-            "num_workers": num_workers,
-            "timeout_s": timeout_s,
-            "memory_limit_mb": memory_limit_mb,
-            "max_parallel_splits": max_parallel_splits,
-        }
-        self.task = _make_task(dataset, target, description, prompt_style, max_turns, executor, executor_kwargs)
+        self._build_task(render_mode, tokenizer, dataset, target, description, prompt_style, max_turns, executor,
+                         num_workers=num_workers, timeout_s=timeout_s, memory_limit_mb=memory_limit_mb,
+                         max_parallel_splits=max_parallel_splits)  # fmt: skip
         self.observation_space = spaces.Text(max_obs_chars, min_length=0, charset=_TEXT_CHARSET)
         self.action_space = spaces.Text(max_action_chars, min_length=0, charset=_TEXT_CHARSET)
-        self._needs_reset = True
 
     def _observation(self) -> str:
         return _printable(self.task.prompt)[: self.observation_space.max_length]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        super().reset(seed=seed)
-        prompt = self.task.start(self.np_random, (options or {}).get("dataset"))
-        self._needs_reset = False
+        prompt = self._start_episode(seed, options)
         return self._observation(), {"prompt": prompt, "dataset": self.task.dataset.name, "turn": 0}
 
     def step(self, action: str):
-        if self._needs_reset:
-            raise gym.error.ResetNeeded("the episode has ended (or never started): call reset() before step()")
+        self._check_running()
         if not isinstance(action, str):
             raise gym.error.InvalidAction(
                 f"action must be a str (the body of build_model), got {type(action).__name__}"
@@ -459,8 +457,4 @@ class DataSciTextEnv(gym.Env):
     def render(self) -> str | None:
         if self.render_mode != "ansi":
             return None
-        return f"[turn {self.task.turn}/{self.task.max_turns}, {self.task.dataset.name}]\n{self.task.prompt}"
-
-    def close(self) -> None:
-        self.task.close()
-        super().close()
+        return self._render_header()
