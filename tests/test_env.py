@@ -24,14 +24,6 @@ RF = (
 BROKEN = "model = UnknownClassifier()\n    model.fit(x_train, y_train)"
 
 
-@pytest.fixture(scope="module")
-def executor():
-    from etpo_gym.executor import CodeExecutor
-
-    with CodeExecutor(timeout_s=10) as shared:
-        yield shared
-
-
 @pytest.fixture
 def env(executor):
     env = gym.make("ETPO-DataSci-v0", dataset="kidney_stone", executor=executor, max_action_tokens=128)

@@ -8,30 +8,9 @@ import sys
 import time
 
 import psutil
-import pytest
 import torch
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> str:
-    """A tiny random Llama over the env's packaged tokenizer (training speed, not quality, matters here)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from etpo_gym.tokenizer import load_tokenizer
-
-    tokenizer = load_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    path = str(tmp_path_factory.mktemp("tiny-llama"))
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 def train_command(model: str, output_dir: str, total_steps: int, resume: bool = False) -> list[str]:
@@ -48,10 +27,10 @@ def csv_steps(path: str) -> list[int]:
         return [int(float(row["env_actions"])) for row in csv.DictReader(f)]
 
 
-def test_sigkill_mid_training_then_resume_continues(tiny_model, tmp_path):
+def test_sigkill_mid_training_then_resume_continues(tiny_model_dir, tmp_path):
     output_dir = str(tmp_path / "run")
     metrics = os.path.join(output_dir, "metrics.csv")
-    process = subprocess.Popen(train_command(tiny_model, output_dir, 8), cwd=ROOT, stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(train_command(tiny_model_dir, output_dir, 8), cwd=ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     deadline = time.monotonic() + 240
     while len(csv_steps(metrics)) < 3 and time.monotonic() < deadline and process.poll() is None:
@@ -69,7 +48,7 @@ def test_sigkill_mid_training_then_resume_continues(tiny_model, tmp_path):
     saved = checkpoint["progress"]["env_actions"]
     assert saved >= 2 and checkpoint["optimizer"] is not None and "sampler" in checkpoint["rng"]
 
-    subprocess.run(train_command(tiny_model, output_dir, 8, resume=True), cwd=ROOT, check=True, timeout=400,
+    subprocess.run(train_command(tiny_model_dir, output_dir, 8, resume=True), cwd=ROOT, check=True, timeout=400,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     steps = csv_steps(metrics)
     assert steps == list(range(1, 9)), steps  # every update logged once, in order, none lost or repeated

@@ -27,24 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV_KWARGS = {"dataset": "iris", "max_obs_tokens": 384, "max_action_tokens": 16}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared, loaded CPU: one intra-op thread avoids OpenMP oversubscription (measured 8x faster
-    wall time for the A2C test at load 9 on 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def executor():
-    from etpo_gym.executor import CodeExecutor
-
-    with CodeExecutor(timeout_s=10) as shared:
-        yield shared
-
-
 @pytest.fixture
 def vec_env(executor):
     env = make_sb3_env({**ENV_KWARGS, "executor": executor}, seed=0)

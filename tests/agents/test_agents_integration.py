@@ -20,33 +20,9 @@ EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "..", "agents", "assets
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> str:
-    """The embedded model when installed, else a tiny random Llama over the env's packaged tokenizer."""
-    if os.path.exists(EMBEDDED):
-        return os.path.dirname(EMBEDDED)
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from etpo_gym.tokenizer import load_tokenizer
-
-    tokenizer = load_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=1024, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    path = str(tmp_path_factory.mktemp("tiny-llama"))
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def executor():
-    from etpo_gym.executor import CodeExecutor
-
-    with CodeExecutor(timeout_s=10) as shared:
-        yield shared
+def model_dir(tiny_model_dir) -> str:
+    """The embedded model when installed, else the tiny random Llama over the env's packaged tokenizer."""
+    return os.path.dirname(EMBEDDED) if os.path.exists(EMBEDDED) else tiny_model_dir
 
 
 def _run(model_dir: str, executor, output_dir, **overrides) -> RunConfig:
