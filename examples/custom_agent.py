@@ -11,7 +11,7 @@ Run it (a few actions on iris)::
 
 or benchmark it next to the built-in agents (``compare.py`` resolves names through ``agents.registry``)::
 
-    python -m benchmarks.compare --agents sb3-ppo,examples.custom_agent:run
+    python benchmarks/compare.py --agents sb3-ppo,examples.custom_agent:run
 """
 
 from __future__ import annotations
