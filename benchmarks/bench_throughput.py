@@ -24,32 +24,21 @@ from typing import Any
 
 import gymnasium as gym
 import torch
+from _bench_common import EMBEDDED_CONFIG, load_model
 
 import etpo_gym  # noqa: F401  (registers the envs)
 from agents.policy import Policy, load_policy
 from agents.rollout import RolloutCollector
 
-EMBEDDED_CONFIG = os.path.join(os.path.dirname(__file__), "..", "agents", "assets", "etpo-tiny-coder", "config.json")
-
 
 def model_path(tmp_dir: str) -> tuple[str, str]:
-    """The embedded model's directory, else a random Llama saved under ``tmp_dir``; returns (path, description)."""
+    """The embedded model's directory, else a random Llama of its class saved under ``tmp_dir``; (path, description)."""
     if os.path.exists(EMBEDDED_CONFIG):
         return os.path.dirname(EMBEDDED_CONFIG), "embedded etpo-tiny-coder"
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from etpo_gym.tokenizer import load_tokenizer
-
-    tokenizer = load_tokenizer()
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=4, max_position_embeddings=2048, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(tmp_dir)
+    model, tokenizer, description = load_model("small")
+    model.save_pretrained(tmp_dir)
     tokenizer.save_pretrained(tmp_dir)
-    return tmp_dir, "random Llama (hidden 256, 4 layers, vocab 2048; embedded model not installed)"
+    return tmp_dir, description
 
 
 def measure(policy: Policy, num_envs: int, lookahead: int, args: argparse.Namespace) -> dict[str, Any]:
