@@ -39,10 +39,14 @@ def sandbox_dirs(root: str) -> set[str]:
     return set(glob.glob(os.path.join(root, "etpo-*")))
 
 
-def footprint() -> dict[str, float]:
-    """RSS of this process and its descendants (MiB), descendants, and this process's open fds."""
+def footprint(ignore: frozenset[int] = frozenset()) -> dict[str, float]:
+    """RSS of this process and its descendants (MiB), descendants, and this process's open fds.
+
+    Args:
+        ignore: pids of descendants that existed before the soak (not its to account for).
+    """
     me = psutil.Process()
-    children = me.children(recursive=True)
+    children = [child for child in me.children(recursive=True) if child.pid not in ignore]
     rss = me.memory_info().rss
     for child in children:
         try:
@@ -58,6 +62,7 @@ def soak(num_actions: int = 1000, num_envs: int = 2, timeout_s: float = 1.0, war
     root = tempfile.mkdtemp(prefix="soak-")
     os.environ["TMPDIR"] = root
     tempfile.tempdir = None
+    before = frozenset(child.pid for child in psutil.Process().children(recursive=True))
     # SAME_STEP autoreset: every step executes code (NEXT_STEP would spend a step on each reset).
     envs = gym.make_vec("ETPO-DataSciText-v0", num_envs=num_envs, vectorization_mode="async", dataset="iris",
                         timeout_s=timeout_s, memory_limit_mb=1024,
@@ -84,14 +89,14 @@ def soak(num_actions: int = 1000, num_envs: int = 2, timeout_s: float = 1.0, war
                 statuses[status] = statuses.get(status, 0) + 1
                 answered += 1
         if (step + 1) * num_envs >= warmup and warm is None:
-            warm = footprint()
+            warm = footprint(before)
         if (step + 1) % max(1, 100 // num_envs) == 0:
-            samples.append(footprint()["rss_mib"])
-    end = footprint()
+            samples.append(footprint(before)["rss_mib"])
+    end = footprint(before)
     elapsed = time.perf_counter() - start
     envs.close()
     time.sleep(0.5)
-    after_close = footprint()
+    after_close = footprint(before)
     leaked_dirs = sorted(sandbox_dirs(root))
     warm = warm or end
     return {
