@@ -60,10 +60,10 @@ PRESETS = {
     "quick": Preset(("etpo", "ppo", "reinforce", "base"), ("kidney_stone",), (0,), 8, {"actions_per_rollout": 4}),
     "default": Preset(
         ("etpo", "etpo-official-loss", "ppo", "reinforce", "base"),
-        ("pharyngitis", "kidney_stone", "health_insurance", "spaceship_titanic"),
+        ("pharyngitis", "kidney_stone"),
         (0, 1, 2),
-        48,
-        {"actions_per_rollout": 8},
+        128,
+        {"actions_per_rollout": 16},
     ),
 }
 
