@@ -35,7 +35,7 @@ from etpo_gym.executor import CodeExecutor
 MODEL_NAME = "etpo-tiny-coder"
 
 _WRAPPERS = ("VotingClassifier", "BaggingClassifier", "CalibratedClassifierCV", "StackingClassifier")
-_ESTIMATOR = re.compile(r"\b([A-Z]\w*(?:Classifier|Regression|NB|Analysis|SVC|CV|Centroid|Perceptron))\(")
+_ESTIMATOR = re.compile(r"\b([A-Z]\w*(?:Classifier|Regression|NB|Analysis|CV|Centroid)|\w*SVC|Perceptron)\(")
 
 
 def load(path: str | None = None):
@@ -79,11 +79,11 @@ def sample_bodies(
     return bodies
 
 
-def classifier_family(body: str) -> str | None:
+def classifier_family(body: str) -> str:
     """Final classifier named in a body: an ensemble wrapper if there is one, else the last estimator."""
     names = _ESTIMATOR.findall(body)
     wrappers = [n for n in names if n in _WRAPPERS]
-    return wrappers[0] if wrappers else (names[-1] if names else None)
+    return wrappers[0] if wrappers else (names[-1] if names else "unknown")
 
 
 def execute(dataset: TabularDataset, body: str, executor: CodeExecutor | None = None) -> dict:
