@@ -9,7 +9,8 @@ too. Each finished cell (agent, dataset, seed) is appended as one JSON line to `
 git commit, device and metrics, so an interrupted run continues where it stopped and no finished cell is
 recomputed. At the end it writes ``summary.json``, ``summary.csv``, ``summary.md`` (mean +- 95% CI over seeds,
 the best agent and a Welch t-test against the runner-up) and ``curves.png`` (training reward vs env actions,
-mean with a 95% CI band over seeds). It exits non-zero if a cell failed.
+mean with a 95% CI band over seeds), plus ``curves_kl_ref.png`` and ``curves_entropy.png`` for the agents that log
+them. It exits non-zero if a cell failed.
 
 Agents are looked up in ``agents.registry`` (``etpo``, ``etpo-official-loss``, ``ppo``, ``reinforce``, ``base``,
 ``sb3-ppo``, ``sb3-a2c``, or anything registered / given as ``module:function``).
@@ -132,17 +133,21 @@ def run_cell(agent: str, dataset: str, seed: int, preset: Preset, output_dir: st
     return record
 
 
+CURVE_COLUMNS = ("reward_mean", "kl_ref", "entropy")
+"""Per-update columns of an agent's ``metrics.csv`` kept as curves (the last two where the agent logs them)."""
+
+
 def read_curve(metrics_csv: str | None) -> dict[str, list[float]]:
-    """Training reward vs env actions from an agent's ``metrics.csv`` (columns env_actions, reward_mean)."""
+    """Curves vs env actions from an agent's ``metrics.csv``: ``env_actions`` and :data:`CURVE_COLUMNS`."""
     if not metrics_csv or not os.path.exists(metrics_csv):
         return {}
-    actions, rewards = [], []
     with open(metrics_csv) as f:
-        for row in csv.DictReader(f):
-            if row.get("env_actions") and row.get("reward_mean"):
-                actions.append(float(row["env_actions"]))
-                rewards.append(float(row["reward_mean"]))
-    return {"env_actions": actions, "reward_mean": rewards}
+        rows = [row for row in csv.DictReader(f) if row.get("env_actions") and row.get("reward_mean")]
+    curve = {"env_actions": [float(row["env_actions"]) for row in rows]}
+    for column in CURVE_COLUMNS:
+        if rows and all(row.get(column) not in (None, "") for row in rows):
+            curve[column] = [float(row[column]) for row in rows]
+    return curve
 
 
 def _jsonable(value: Any) -> Any:
@@ -260,6 +265,8 @@ def write_outputs(summary: dict, records: list[dict], preset: Preset, output_dir
             f"{preset.total_actions} env actions per cell; wall time {wall_time_s / 60:.1f} min.\n\n{text}"
         )
     plot_curves(records, preset, os.path.join(output_dir, "curves.png"))
+    for column in CURVE_COLUMNS[1:]:  # diagnostics: how far each agent moved from π_ref, and how it explores
+        plot_curves(records, preset, os.path.join(output_dir, f"curves_{column}.png"), column)
     return text
 
 
@@ -278,28 +285,31 @@ def verdict_text(verdict: dict[str, Any], preset: Preset) -> str:
     return text
 
 
-def plot_curves(records: list[dict], preset: Preset, path: str) -> None:
-    """Training reward vs env actions: one panel per dataset, one line per agent, 95% CI band over seeds."""
+def plot_curves(records: list[dict], preset: Preset, path: str, column: str = "reward_mean") -> bool:
+    """``column`` vs env actions: one panel per dataset, one line per agent, 95% CI band over seeds.
+
+    Returns:
+        Whether any agent logged ``column``. The reward plot is always written (empty panels for agents that
+        report no curve); the diagnostic plots only when some agent logged their column.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    labels = {"reward_mean": "mean training reward per action", "kl_ref": "KL(π ‖ π_ref) per token",
+              "entropy": "policy entropy per token"}  # fmt: skip
     fig, axes = plt.subplots(1, len(preset.datasets), figsize=(4.5 * len(preset.datasets), 3.6), squeeze=False)
+    plotted = False
     for ax, dataset in zip(axes[0], preset.datasets, strict=True):
         for agent in preset.agents:
-            curves = [
-                r["curve"]
-                for r in records
-                if r["status"] == "ok"
-                and r["agent"] == agent
-                and r["dataset"] == dataset
-                and r.get("curve", {}).get("env_actions")
-            ]
+            curves = [r["curve"] for r in records if r["status"] == "ok" and r["agent"] == agent
+                      and r["dataset"] == dataset and r.get("curve", {}).get(column)]  # fmt: skip
             if not curves:
                 continue
+            plotted = True
             grid = np.unique(np.concatenate([c["env_actions"] for c in curves]))
-            values = np.array([np.interp(grid, c["env_actions"], c["reward_mean"]) for c in curves])
+            values = np.array([np.interp(grid, c["env_actions"], c[column]) for c in curves])
             mean = values.mean(axis=0)
             (line,) = ax.plot(grid, mean, marker="o", markersize=3, label=agent)
             if len(curves) > 1:
@@ -309,13 +319,15 @@ def plot_curves(records: list[dict], preset: Preset, path: str) -> None:
                 ax.fill_between(grid, mean - half, mean + half, color=line.get_color(), alpha=0.2)
         ax.set_title(dataset)
         ax.set_xlabel("env actions (code executions)")
-        ax.set_ylabel("mean training reward per action")
+        ax.set_ylabel(labels.get(column, column))
         ax.grid(alpha=0.3)
     if axes[0][0].get_legend_handles_labels()[0]:
         axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    if plotted or column == "reward_mean":
+        fig.savefig(path, dpi=120)
     plt.close(fig)
+    return plotted
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Preset, str]:
@@ -375,8 +387,10 @@ def run_benchmark(preset: Preset, output_dir: str) -> tuple[dict[str, Any], int]
         for agent, dataset, seed in bar:
             bar.set_postfix(agent=agent, dataset=dataset, seed=seed)
             key = cell_key(agent, dataset, seed, preset.total_actions)
-            if key in finished:
-                records.append(finished[key])
+            if key in finished:  # not recomputed; its curves are re-read in case the record predates a column
+                record = finished[key]
+                record["curve"] = read_curve(record["metrics"].get("metrics_csv")) or record.get("curve", {})
+                records.append(record)
                 continue
             record = run_cell(agent, dataset, seed, preset, output_dir)
             with open(results_path, "a") as f:
