@@ -213,11 +213,13 @@ def summarize(records: list[dict], preset: Preset) -> dict[str, Any]:
     if len(ranking) > 1:
         best = [float(np.mean(v)) for v in per_seed[ranking[0]].values()]
         second = [float(np.mean(v)) for v in per_seed[ranking[1]].values()]
-        if len(best) > 1 and len(second) > 1:
+        verdict.update(runner_up=ranking[1], p_value=None, significant=None)
+        if np.ptp(best) == 0 and np.ptp(second) == 0:
+            # a t-test is undefined without variance (e.g. agents whose greedy code never changed across seeds)
+            verdict["note"] = "both agents scored the same on every seed: no seed variance to test against"
+        elif len(best) > 1 and len(second) > 1:
             test = stats.ttest_ind(best, second, equal_var=False)
-            verdict.update(runner_up=ranking[1], p_value=float(test.pvalue), significant=bool(test.pvalue < 0.05))
-        else:
-            verdict.update(runner_up=ranking[1], p_value=None, significant=None)
+            verdict.update(p_value=float(test.pvalue), significant=bool(test.pvalue < 0.05))
     return {"table": table, "verdict": verdict}
 
 
@@ -280,6 +282,8 @@ def verdict_text(verdict: dict[str, Any], preset: Preset) -> str:
             f". {verdict['best']} vs {verdict['runner_up']}: Welch t-test p = {verdict['p_value']:.3f} "
             f"({word} at 0.05, n = {len(preset.seeds)} seeds)."
         )
+    elif verdict.get("note"):
+        text += f". {verdict['best']} vs {verdict['runner_up']}: {verdict['note']}."
     else:
         text += ". Too few seeds for a significance test."
     return text

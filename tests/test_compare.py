@@ -97,3 +97,14 @@ def test_summary_significance_between_clearly_different_agents():
     ]  # fmt: skip
     verdict = summarize(records, Preset(("b", "a"), ("iris",), (0, 1, 2, 3), 1))["verdict"]
     assert verdict["ranking"] == ["a", "b"] and verdict["significant"] and verdict["p_value"] < 1e-6
+
+
+def test_no_significance_claim_without_seed_variance():
+    records = [
+        {"status": "ok", "agent": agent, "dataset": "iris", "seed": seed,
+         "metrics": {"greedy_test_auc": value, "greedy_auc": value, "train_reward_mean": value,
+                     "success_rate": 1.0, "num_tokens": 1, "wall_time_s": 1.0}}
+        for agent, value in (("a", 0.8), ("b", 0.7)) for seed in range(3)
+    ]  # fmt: skip
+    verdict = summarize(records, Preset(("a", "b"), ("iris",), (0, 1, 2), 1))["verdict"]
+    assert verdict["p_value"] is None and verdict["significant"] is None and "no seed variance" in verdict["note"]
