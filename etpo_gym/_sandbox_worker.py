@@ -38,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 UNTRUSTED_FILENAME = "<build_model>"
 """``co_filename`` of the generated module; the audit hook recognises untrusted frames by it."""
@@ -161,12 +160,17 @@ def decode_message(data: bytes | bytearray) -> tuple[dict, list[memoryview]]:
 
 
 def short_error(error: BaseException) -> tuple[str, str]:
-    """``(type name, last traceback line)``, whitespace collapsed to one line, truncated to 100 / 300 characters."""
+    """``(type name, "Name: message")``, whitespace collapsed to one line, truncated to 100 / 300 characters.
+
+    The unqualified type name (``NotFittedError``, not ``sklearn.exceptions.NotFittedError``) keeps reflection
+    prompts short and in the form the embedded model was trained on.
+    """
     name = type(error).__name__[:100]
     if isinstance(error, SyntaxError):
         line = f"{name}: {error.msg} (line {error.lineno})"
     else:
-        line = " ".join(traceback.format_exception_only(type(error), error)[-1].split())
+        message = " ".join(str(error).split())
+        line = f"{name}: {message}" if message else name
     return name, line if len(line) <= 300 else line[:297] + "..."
 
 
