@@ -96,12 +96,16 @@ def load_policy(
     return model, tokenizer
 
 
+def _base_model(model: nn.Module) -> nn.Module:
+    """The transformers model under a peft wrapper (``model`` itself when it is not wrapped)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _cache_kwarg(model: nn.Module) -> str:
     """Name of the KV-cache argument: ``cache`` in transformers 5, ``past_key_values`` before."""
     import inspect
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(_base_model(model).forward).parameters else "past_key_values"
 
 
 class Policy(nn.Module):
@@ -283,8 +287,7 @@ class Policy(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything a checkpoint needs: trainable weights plus the target head (π_ref is rebuilt)."""
-        state = {k: v for k, v in self.state_dict().items() if not k.startswith("ref_model.")}
-        return state
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("ref_model.")}
 
     def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         """Inverse of :meth:`trainable_state_dict`."""
@@ -302,7 +305,7 @@ def _enable_gradient_checkpointing(model: nn.Module) -> None:
     Transformers checkpoints a layer only when that layer's ``training`` flag is set (and grad is enabled); the
     flag is set on the checkpointed layers alone, not recursively, so their dropout submodules stay in eval mode.
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = _base_model(model)
     base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     for module in base.modules():
         if getattr(module, "gradient_checkpointing", False):
