@@ -332,14 +332,12 @@ class RolloutCollector:
         segment.dataset = str(_info_at(infos, "dataset", i, ""))
         self._done.append(segment)
         self.total_actions += 1
-        if terminated:
-            self._after_episode(i, obs)
-            return
-        if truncated:
+        if truncated and not terminated:
             # The turn budget ended the episode: bootstrap from s_{t+1}, the reflection prompt the env would show
             # next (``info["prompt"]``; the final observation still holds the failed action's tokens).
             prompt = self._tokenize_prompt(str(_info_at(infos, "prompt", i, "")))
             segment.next = _Segment(i, segment.episode_id, segment.turn + 1, prompt)
+        if terminated or truncated:
             self._after_episode(i, obs)
             return
         self._current[i] = self._new_segment(i, _prompt_of(obs, i), segment.turn + 1, segment.episode_id)
