@@ -79,10 +79,11 @@ def make_envs(
     run: RunConfig, tokenizer: Any, num_envs: int | None = None, dataset: Any = "__run__"
 ) -> gym.vector.VectorEnv:
     """The vector env of ``run`` (the policy's tokenizer, so token ids agree)."""
+    num_envs = num_envs or run.num_envs
     return gym.make_vec(
         run.env_id,
-        num_envs=num_envs or run.num_envs,
-        vectorization_mode=run.vectorization_mode if (num_envs or run.num_envs) > 1 else "sync",
+        num_envs=num_envs,
+        vectorization_mode=run.vectorization_mode if num_envs > 1 else "sync",
         dataset=run.dataset if dataset == "__run__" else dataset,
         tokenizer=tokenizer,
         max_turns=run.max_turns,
@@ -186,6 +187,10 @@ def _rng_state(collector: RolloutCollector) -> dict[str, Any]:
             "sampler": collector.generator.get_state()}  # fmt: skip
 
 
+def _checkpoint_path(run: RunConfig) -> str:
+    return os.path.join(run.output_dir, "checkpoint.pt")
+
+
 def save_checkpoint(path: str, policy: Policy, optimizer, progress: dict, collector, algo_state: dict) -> None:
     """Write the checkpoint atomically (a crash mid-write leaves the previous one)."""
     state = {"policy": policy.trainable_state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
@@ -221,12 +226,13 @@ def train(run: RunConfig, algo_config: Any = None) -> dict[str, Any]:
     if ranks.device is not None:
         run = dataclasses.replace(run, device=ranks.device)
     os.makedirs(run.output_dir, exist_ok=True)
-    seed_everything(run.seed + ranks.seed_offset(run.num_envs))
+    rank_seed = run.seed + ranks.seed_offset(run.num_envs)
+    seed_everything(rank_seed)
     policy = build_policy(run, run.algo)
     if ranks.accelerator is not None:
         policy.distribute(ranks.accelerator)  # before the optimiser: it wraps (never replaces) the parameters
     optimizer = build_optimizer(policy, run) if spec.update is not None else None
-    checkpoint_path = os.path.join(run.output_dir, "checkpoint.pt")
+    checkpoint_path = _checkpoint_path(run)
     progress = {"env_actions": 0, "tokens": 0, "updates": 0, "wall_time_s": 0.0, "reward_sum": 0.0, "successes": 0}
     algo_state: dict[str, Any] = {}
     checkpoint = None
@@ -235,7 +241,7 @@ def train(run: RunConfig, algo_config: Any = None) -> dict[str, Any]:
         progress, algo_state = checkpoint["progress"], checkpoint["algo_state"]
     # Envs restart their episodes on resume; a new env seed keeps them from replaying the first run's.
     envs = make_envs(run, policy.tokenizer)
-    seed = run.seed + ranks.seed_offset(run.num_envs) + 7919 * progress["updates"]
+    seed = rank_seed + 7919 * progress["updates"]
     collector = RolloutCollector(envs, policy, run.temperature, run.top_k, seed=seed, lookahead=run.lookahead_tokens)
     if checkpoint is not None and ranks.world_size == 1:  # several ranks: each keeps its own seeded sampler
         collector.generator.set_state(checkpoint["rng"]["sampler"])
@@ -285,8 +291,7 @@ def _loop(run, spec, algo_config, policy, optimizer, collector, logger, progress
         bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", success=f"{metrics['success_rate']:.2f}")
         done = progress["env_actions"] >= run.total_steps
         if done or (run.save_every and progress["updates"] % run.save_every == 0):
-            save_checkpoint(os.path.join(run.output_dir, "checkpoint.pt"), policy, optimizer, progress, collector,
-                            algo_state)  # fmt: skip
+            save_checkpoint(_checkpoint_path(run), policy, optimizer, progress, collector, algo_state)
     bar.close()
 
 
