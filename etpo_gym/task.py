@@ -56,23 +56,24 @@ def _rich_context(dataset: TabularDataset) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_prompt(dataset: TabularDataset, style: str = "paper") -> str:
-    """First-turn prompt; ends with the body's indentation so a causal LM writes the body next."""
+def _header(dataset: TabularDataset, style: str) -> str:
+    """Module docstring and import of both prompts, after the rich context block for ``style="rich"``."""
     header = _HEADER.format(title=dataset.title)
     if style == "rich":
-        header = _rich_context(dataset) + header
-    elif style != "paper":
+        return _rich_context(dataset) + header
+    if style != "paper":
         raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
-    return header + _SIGNATURE + _DOCSTRING.format(shape=_shape_text(dataset)) + "    "
+    return header
+
+
+def build_prompt(dataset: TabularDataset, style: str = "paper") -> str:
+    """First-turn prompt; ends with the body's indentation so a causal LM writes the body next."""
+    return _header(dataset, style) + _SIGNATURE + _DOCSTRING.format(shape=_shape_text(dataset)) + "    "
 
 
 def build_reflection_prompt(dataset: TabularDataset, failed_body: str, error: str, style: str = "paper") -> str:
     """Prompt after a failure: the failed function, the error, and a fresh signature asking for a fix."""
-    header = _HEADER.format(title=dataset.title)
-    if style == "rich":
-        header = _rich_context(dataset) + header
-    elif style != "paper":
-        raise ValueError(f"prompt style must be one of {PROMPT_STYLES}, got {style!r}")
+    header = _header(dataset, style)
     failed = indent_body(failed_body) or "    pass"
     return (
         header
