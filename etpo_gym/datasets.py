@@ -88,6 +88,9 @@ _OPENML: dict[str, tuple[int, str]] = {
 BUNDLED_DATASETS: tuple[str, ...] = tuple(_BUNDLED)
 """Names of the datasets shipped with the package; the env's default dataset list."""
 
+_KNOWN_NAMES = frozenset(_BUNDLED) | frozenset(_SKLEARN) | frozenset(_OPENML)
+"""Every name :func:`list_datasets` lists (without probing the OpenML cache)."""
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class TabularDataset:
@@ -184,7 +187,7 @@ def load_dataset(
             class, too few rows, empty frame, unparseable file, no feature columns).
     """
     if isinstance(dataset, pd.DataFrame) or (
-        isinstance(dataset, (str, os.PathLike)) and str(dataset) not in list_datasets() and _looks_like_path(dataset)
+        isinstance(dataset, (str, os.PathLike)) and str(dataset) not in _KNOWN_NAMES and _looks_like_path(dataset)
     ):
         return _load_user(dataset, target=target, description=description, name=name, max_rows=max_rows)
     if not isinstance(dataset, str):
@@ -204,7 +207,7 @@ def _load_named(dataset: str, max_rows: int) -> TabularDataset:
         return _load_sklearn(dataset, max_rows)
     if dataset in _OPENML:
         return _load_openml(dataset, max_rows)
-    known = ", ".join(sorted(list_datasets()))
+    known = ", ".join(sorted(_KNOWN_NAMES))
     raise DatasetError(
         f"unknown dataset {dataset!r}; known names: {known}. Or pass a DataFrame / CSV path with target="
     )
