@@ -323,12 +323,14 @@ class CodeExecutor:
         start = time.perf_counter()
         # The worker answers by itself at timeout_s; the extra grace only covers a worker that is stuck.
         deadline = time.monotonic() + self.timeout_s + 10.0
-        request = {"kind": "evaluate", "fingerprint": dataset.fingerprint, "source": source}
+        request = {
+            "kind": "evaluate", "fingerprint": dataset.fingerprint, "source": source, "timeout_s": self.timeout_s,
+        }  # fmt: skip
         try:
-            reply, buffers = worker.request({**request, "timeout_s": self.timeout_s}, (), max_bytes, deadline)
+            reply, buffers = worker.request(request, (), max_bytes, deadline)
             if reply["kind"] == "need_dataset":
                 worker.request(*self._dataset_message(dataset), 0, deadline)
-                reply, buffers = worker.request({**request, "timeout_s": self.timeout_s}, (), max_bytes, deadline)
+                reply, buffers = worker.request(request, (), max_bytes, deadline)
         except (EOFError, TimeoutError, ValueError, OSError) as error:
             self._replace_worker(index, worker)
             status = ExecutionStatus.TIMEOUT if isinstance(error, TimeoutError) else ExecutionStatus.CRASH
