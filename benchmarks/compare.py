@@ -362,12 +362,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[Preset, str]:
     preset = dataclasses.replace(preset, **changes)
     from agents.registry import list_agents
 
-    unknown = [a for a in preset.agents if a not in list_agents() and ":" not in a]
+    known_agents = list_agents()
+    unknown = [a for a in preset.agents if a not in known_agents and ":" not in a]
     if unknown:
-        parser.error(f"unknown agents {unknown}; known: {', '.join(list_agents())}")
+        parser.error(f"unknown agents {unknown}; known: {', '.join(known_agents)}")
     import etpo_gym
 
-    unknown = [d for d in preset.datasets if d not in etpo_gym.list_datasets()]
+    known_datasets = etpo_gym.list_datasets()
+    unknown = [d for d in preset.datasets if d not in known_datasets]
     if unknown:
         parser.error(f"unknown datasets {unknown}; see etpo_gym.list_datasets()")
     return preset, args.output_dir or os.path.join("runs", f"compare-{name}")
