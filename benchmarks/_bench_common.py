@@ -42,6 +42,13 @@ MODEL_SIZES: dict[str, ModelSize] = {
 ``large``: a wider random Llama with CodeLlama's 32,016-token vocabulary."""
 
 
+def add_model_size_argument(parser: Any) -> None:
+    """The ``--model-size`` option shared by the benchmarks (see :data:`MODEL_SIZES`)."""
+    parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="small",
+                        help="small: the embedded model (or a random Llama of its size when not installed); "
+                             "large: random Llama hidden 512, 8 layers, vocab 32016; tiny: smoke tests")  # fmt: skip
+
+
 def env_tokenizer() -> Any:
     """The env's packaged tokenizer (the embedded model's tokenizer too)."""
     from etpo_gym.tokenizer import load_tokenizer

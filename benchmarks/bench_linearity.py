@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from _bench_common import MODEL_SIZES, env_prompt, load_model, make_batch, markdown_table
+from _bench_common import add_model_size_argument, env_prompt, load_model, make_batch, markdown_table
 from bench_update import build_policies, time_alternating, update_fns
 
 
@@ -36,9 +36,7 @@ def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="small",
-                        help="small: the embedded model (or a random Llama of its size when not installed); "
-                             "large: random Llama hidden 512, 8 layers, vocab 32016; tiny: smoke tests")  # fmt: skip
+    add_model_size_argument(parser)
     parser.add_argument("--lengths", type=int, nargs="+", default=[32, 64, 128, 256], help="action lengths L")
     parser.add_argument("--num-actions", type=int, default=4, help="env actions per batch")
     parser.add_argument("--repeats", type=int, default=5, help="timed updates per length")

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from _bench_common import MODEL_SIZES, env_prompt, load_model, make_batch, markdown_table
+from _bench_common import add_model_size_argument, env_prompt, load_model, make_batch, markdown_table
 
 
 def build_policies(model: Any, tokenizer: Any, use_lora: bool) -> dict[str, Any]:
@@ -115,9 +115,7 @@ def _no_grad_passes(
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="small",
-                        help="small: the embedded model (or a random Llama of its size when not installed); "
-                             "large: random Llama hidden 512, 8 layers, vocab 32016; tiny: smoke tests")  # fmt: skip
+    add_model_size_argument(parser)
     parser.add_argument("--num-actions", type=int, default=8, help="env actions in the batch")
     parser.add_argument("--action-len", type=int, default=128, help="tokens per action")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the matched setting")
