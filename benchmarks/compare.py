@@ -162,17 +162,21 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
-def mean_ci(values: list[float]) -> tuple[float, float, int]:
-    """Mean and half-width of the 95% Student-t confidence interval (NaN half-width for one value)."""
+def ci_half_width(values: np.ndarray) -> np.ndarray:
+    """Half-width of the 95% Student-t confidence interval of the mean over axis 0 (needs >= 2 rows)."""
     from scipy import stats
 
+    return stats.t.ppf(0.975, len(values) - 1) * values.std(axis=0, ddof=1) / math.sqrt(len(values))
+
+
+def mean_ci(values: list[float]) -> tuple[float, float, int]:
+    """Mean and half-width of the 95% Student-t confidence interval (NaN half-width for one value)."""
     data = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
     if len(data) == 0:
         return float("nan"), float("nan"), 0
     if len(data) == 1:
         return float(data[0]), float("nan"), 1
-    half = stats.t.ppf(0.975, len(data) - 1) * data.std(ddof=1) / math.sqrt(len(data))
-    return float(data.mean()), float(half), len(data)
+    return float(data.mean()), float(ci_half_width(data)), len(data)
 
 
 def summarize(records: list[dict], preset: Preset) -> dict[str, Any]:
@@ -317,9 +321,7 @@ def plot_curves(records: list[dict], preset: Preset, path: str, column: str = "r
             mean = values.mean(axis=0)
             (line,) = ax.plot(grid, mean, marker="o", markersize=3, label=agent)
             if len(curves) > 1:
-                from scipy import stats
-
-                half = stats.t.ppf(0.975, len(curves) - 1) * values.std(axis=0, ddof=1) / math.sqrt(len(curves))
+                half = ci_half_width(values)
                 ax.fill_between(grid, mean - half, mean + half, color=line.get_color(), alpha=0.2)
         ax.set_title(dataset)
         ax.set_xlabel("env actions (code executions)")
