@@ -61,6 +61,11 @@ class RunConfig:
     device: str = "auto"
     """``auto`` (CUDA when present, else CPU), or any torch device string. Under ``accelerate launch`` with several
     processes each rank uses its own device (``accelerator.device``) instead."""
+    fsdp: bool = False
+    """Several processes only: shard parameters, gradients and optimiser state over the ranks (PyTorch FSDP2)
+    instead of replicating them (DDP). Rollouts and no-grad passes gather the full parameters once per pass
+    (``agents/policy.py``), so the model's parameters must fit one device; its training state need not. Ignored
+    by a single process."""
     gradient_checkpointing: bool = False
     """Recompute decoder activations during backward: less activation memory for ~30% more compute in the update;
     sampling is unaffected. Worth it for billion-parameter models and long prompts."""

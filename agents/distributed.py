@@ -1,4 +1,4 @@
-"""Data-parallel training over several processes through Hugging Face ``accelerate`` (DDP underneath).
+"""Data-parallel training over several processes through Hugging Face ``accelerate`` (DDP, or FSDP2 sharding).
 
 Under ``accelerate launch -m agents.train ...`` every process (rank) runs the same loop on its own device:
 
@@ -8,18 +8,24 @@ Under ``accelerate launch -m agents.train ...`` every process (rank) runs the sa
 * the action budget splits across ranks: each update, every rank collects ``ceil(actions_per_rollout /
   world_size)`` actions (at least ``num_minibatches``, so every rank takes the same number of optimiser steps: a
   DDP all-reduce waits for all ranks), and ``total_steps`` counts the actions of ALL ranks (summed each update);
-* gradients all-reduce in ``backward`` (:meth:`agents.policy.Policy.distribute`), with the loss of each rank
+* gradients are reduced in ``backward`` (:meth:`agents.policy.Policy.distribute`), with the loss of each rank
   rescaled so that the result is the gradient of the mean over all ranks' tokens
   (:func:`agents.policy.apply_gradients`), the same update as one process on the combined batch;
 * only rank 0 logs, shows the progress bar, writes checkpoints and runs the greedy evaluation.
 
-A single process (plain ``python -m agents.train``, or ``accelerate launch`` with one process) never imports
-``accelerate`` and behaves exactly as before.
+Two ways to hold the model (``RunConfig.fsdp``):
 
-FSDP is not supported: FSDP all-gathers the parameters inside every forward, so all ranks must run the same
-forwards in lock step, but here each rank samples a different number of tokens (its own env episodes) and the
-sampling and target forwards use the local module. For models whose training state does not fit one GPU, use
-LoRA on a bf16 base (see ``docs/scaling.md``).
+* DDP (default): every rank keeps a full replica; ``accelerate`` wraps the Policy and all-reduces gradients.
+* FSDP (``--fsdp``): PyTorch's FSDP2 ``fully_shard`` shards parameters, gradients and Adam states over the ranks
+  (1/world_size each). ``accelerate`` still launches the processes, places devices and carries the reductions;
+  the trainer applies ``fully_shard`` itself because rollouts need a scheme ``accelerate``'s FSDP wrapper does not
+  offer: each rank samples a different number of tokens, so sampling and the no-grad passes run on parameters
+  gathered once per pass (:meth:`agents.policy.Policy.full_parameters`), while the minibatch forwards/backwards
+  run sharded in lock step. Launch it with the DDP configs plus ``--fsdp``; an ``accelerate`` config whose
+  ``distributed_type`` is FSDP or DeepSpeed is refused with that advice.
+
+A single process (plain ``python -m agents.train``, or ``accelerate launch`` with one process) never imports
+``accelerate`` and behaves exactly as before (``--fsdp`` has no effect there).
 """
 
 from __future__ import annotations
@@ -76,6 +82,14 @@ class Ranks:
         tensor = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
         return self.accelerator.reduce(tensor, reduction="sum").tolist()
 
+    def gather_object(self, value: Any) -> list[Any]:
+        """``[value of rank 0, value of rank 1, ...]`` on every rank (``[value]`` for one process)."""
+        if self.world_size == 1:
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(gathered, value)
+        return gathered
+
     def barrier(self) -> None:
         """Wait for every rank (e.g. before rank 0 reads what all ranks finished)."""
         if self.accelerator is not None:
@@ -95,7 +109,7 @@ def setup(device: str = "auto") -> Ranks:
             ``accelerate`` give each rank its GPU (``nccl``).
 
     Raises:
-        NotImplementedError: the accelerate config asks for FSDP, DeepSpeed or another non-DDP engine.
+        NotImplementedError: the accelerate config asks for its own FSDP, DeepSpeed or another engine.
     """
     if launched_world_size() <= 1:
         return Ranks()
@@ -106,7 +120,8 @@ def setup(device: str = "auto") -> Ranks:
     data_parallel = (DistributedType.MULTI_GPU, DistributedType.MULTI_CPU, DistributedType.NO)
     if accelerator.distributed_type not in data_parallel:
         raise NotImplementedError(
-            f"distributed type {accelerator.distributed_type} is not supported (see agents/distributed.py); use "
-            "configs/accelerate/single_node_multi_gpu.yaml or multi_node.yaml (DDP), with --use-lora for big models"
+            f"accelerate's distributed type {accelerator.distributed_type} is not supported (see "
+            "agents/distributed.py); use configs/accelerate/single_node_multi_gpu.yaml or multi_node.yaml, and add "
+            "--fsdp to shard the model with FSDP2"
         )
     return Ranks(accelerator.process_index, accelerator.num_processes, accelerator)

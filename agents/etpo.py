@@ -37,7 +37,14 @@ import torch.nn.functional as F
 
 from agents.config import ETPOConfig
 from agents.policy import Policy, apply_gradients
-from agents.rollout import Batch, forward_rows, masked_mean, row_discounts, segment_minibatches, segment_rows
+from agents.rollout import (
+    Batch,
+    forward_rows,
+    masked_mean,
+    reference_hidden_states,
+    row_discounts,
+    segment_minibatches,
+)
 
 __all__ = ["ETPOConfig", "soft_values", "soft_bellman_targets", "critic_loss", "policy_loss", "update"]
 
@@ -140,23 +147,6 @@ def policy_loss(
 
 
 @torch.no_grad()
-def reference_hidden_states(policy: Policy, batch: Batch, chunk_size: int = 16) -> torch.Tensor:
-    """π_ref's last hidden states at every row, (R, H).
-
-    π_ref is frozen, so one pass per update serves every epoch and minibatch; its logits are recomputed from
-    these on demand (R × H numbers are kept, never R × V).
-    """
-    ref_hidden = None
-    for segment_ids in torch.arange(len(batch.prompt_lens)).split(chunk_size):
-        rows, input_ids, attention_mask, where = segment_rows(batch, segment_ids)
-        hidden = policy.ref_hidden_states(input_ids, attention_mask, where)  # (R_chunk, H)
-        if ref_hidden is None:
-            ref_hidden = hidden.new_zeros(len(batch.row_segments), hidden.shape[-1])
-        ref_hidden[rows] = hidden
-    return ref_hidden
-
-
-@torch.no_grad()
 def compute_targets(
     policy: Policy, batch: Batch, config: ETPOConfig, ref_hidden: torch.Tensor, chunk_size: int = 16
 ) -> torch.Tensor:
@@ -169,10 +159,12 @@ def compute_targets(
         (R,) float32.
     """
     state_values = torch.zeros(len(batch.row_segments), device=batch.row_rewards.device)
-    for segment_ids in torch.arange(len(batch.prompt_lens)).split(chunk_size):
-        rows, hidden, _ = forward_rows(policy, batch, segment_ids, with_ref=False)
-        ref_logits = policy.ref_logits_from_hidden(ref_hidden[rows])
-        state_values[rows] = soft_values(policy.logits(hidden), ref_logits, policy.q_values(hidden, True), config.beta)
+    with policy.full_parameters():
+        for segment_ids in torch.arange(len(batch.prompt_lens)).split(chunk_size):
+            rows, hidden, _ = forward_rows(policy, batch, segment_ids, with_ref=False)
+            ref_logits = policy.ref_logits_from_hidden(ref_hidden[rows])
+            q_target = policy.q_values(hidden, target=True)
+            state_values[rows] = soft_values(policy.logits(hidden), ref_logits, q_target, config.beta)
     # Intermediate tokens: the KL and ΣπQ̄ of the NEXT TOKEN POSITION of the same action (row r + 1).
     # DEVIATION: the official code reads the intermediate-token KL from the next env step instead.
     return soft_bellman_targets(state_values, batch.row_rewards, row_discounts(batch, config.gamma), batch.row_next)

@@ -21,10 +21,21 @@ Device ``auto`` picks CUDA when available and runs forwards under bf16 autocast 
 float32. Generation keeps the KV cache, the logits and the sampled token's log-probability on the device; only the
 token id crosses to the host (the env needs it).
 
-Distributed training (``agents/distributed.py``): ``accelerate`` wraps the whole Policy (DDP), and every forward
-that builds a graph goes through that wrapper (:meth:`Policy.hidden_states`), so DDP all-reduces the gradients of
-the backbone and the heads in ``backward``. Sampling and the no-grad forwards of the targets use the local module
-(no collective, so ranks may generate different numbers of tokens).
+Distributed training (``agents/distributed.py``), two ways:
+
+* DDP: ``accelerate`` wraps the whole Policy, and every forward that builds a graph goes through that wrapper
+  (:meth:`Policy.hidden_states`), so DDP all-reduces the gradients of the backbone and the heads in ``backward``.
+  Sampling and the no-grad forwards of the targets use the local module (no collective, so ranks may generate
+  different numbers of tokens).
+* FSDP (``shard=True``, PyTorch's FSDP2 ``fully_shard``): every decoder layer and the Policy itself are sharded
+  over the ranks, so parameters, gradients and optimiser state take 1/world_size of the memory. A sharded forward
+  all-gathers its layer's parameters, so all ranks must run the same forwards in lock step; the graph-building
+  minibatch forwards do (every rank takes the same number of optimiser steps), but sampling and the batch-wide
+  no-grad passes do not (each rank has its own episodes). Those run inside :meth:`Policy.full_parameters`: the
+  parameters are gathered ONCE, every rank runs as many local forwards as it needs, and they are resharded after
+  (the scheme of TRL's ``unwrap_model_for_generation``). The peak is therefore the full parameters plus the
+  sharded training state: FSDP here is for models whose parameters fit one device but whose gradients and Adam
+  states do not.
 """
 
 from __future__ import annotations
@@ -142,7 +153,6 @@ class Policy(nn.Module):
         super().__init__()
         self.device_ = resolve_device(device)
         self.tokenizer = tokenizer
-        self.use_lora = use_lora
         model.config.use_cache = True
         if use_lora:
             from peft import LoraConfig, get_peft_model
@@ -154,7 +164,6 @@ class Policy(nn.Module):
             self.ref_model = copy.deepcopy(model).requires_grad_(False)
         self.model = model
         hidden, vocab = model.config.get_text_config().hidden_size, model.get_output_embeddings().out_features
-        self.vocab_size = vocab
         self.q_head = self.target_q_head = self.value_head = None
         if q_head:
             self.q_head = _zero_head(hidden, vocab, q_rank)
@@ -164,21 +173,60 @@ class Policy(nn.Module):
         self._cache_kwarg = _cache_kwarg(model)
         self.accelerator: Any = None
         self._engine: nn.Module | None = None
+        self._gathered = False
         self.to(self.device_)
         self.eval()  # dropout off everywhere: π is a deterministic function of the weights (rollout == update)
         if gradient_checkpointing:
             _enable_gradient_checkpointing(model)
 
-    def distribute(self, accelerator: Any) -> None:
-        """Train through ``accelerate``: wrap this module (DDP when several processes run) for graph-building
-        forwards, and let :func:`apply_gradients` all-reduce through ``accelerator``.
+    def distribute(self, accelerator: Any, shard: bool = False) -> None:
+        """Train through ``accelerate``: wrap this module for graph-building forwards (DDP), or shard it in place
+        (FSDP2, ``shard=True``), and let :func:`apply_gradients` reduce across ranks through ``accelerator``.
 
         The Policy places itself (``device_placement=False``): ``accelerator.device`` is the same device under
-        ``accelerate launch``, and a single process keeps ``RunConfig.device``.
+        ``accelerate launch``, and a single process keeps ``RunConfig.device``. Call before building the optimiser
+        (sharding replaces the parameters with sharded ones).
         """
         self.accelerator = accelerator
-        # Not registered as a submodule (the wrapper contains this module): a plain attribute.
-        object.__setattr__(self, "_engine", accelerator.prepare_model(self, device_placement=False))
+        if shard:
+            _fully_shard(self, accelerator.device, accelerator.num_processes)
+            engine = self
+        else:
+            engine = accelerator.prepare_model(self, device_placement=False)
+        # Not registered as a submodule (the DDP wrapper contains this module): a plain attribute.
+        object.__setattr__(self, "_engine", engine)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether :meth:`distribute` sharded this Policy with FSDP."""
+        from torch.distributed.fsdp import FSDPModule
+
+        return isinstance(self, FSDPModule)
+
+    @contextmanager
+    def full_parameters(self):
+        """Hold the full (unsharded) parameters on every rank for local forwards: a no-op unless sharded.
+
+        Sharded: ALL ranks must enter together (one all-gather per sharded module on entry); inside, each rank may
+        run any number of forwards with no communication; on exit the parameters are resharded. Re-entrant.
+        """
+        if not self.sharded or self._gathered:
+            yield
+            return
+        layers = [m for m in self.modules() if m is not self and hasattr(m, "set_reshard_after_forward")]
+        for layer in layers:
+            layer.set_reshard_after_forward(False)
+        for module in (self, *layers):
+            module.unshard()
+        self._gathered = True
+        try:
+            yield
+        finally:
+            self._gathered = False
+            for module in (self, *layers):
+                module.reshard()
+            for layer in layers:
+                layer.set_reshard_after_forward(True)
 
     # ----------------------------------------------------------------------------------------------- forwards
     def autocast(self):
@@ -285,18 +333,71 @@ class Policy(nn.Module):
         for target, online in zip(self.target_q_head.parameters(), self.q_head.parameters(), strict=True):
             target.lerp_(online, tau)
 
-    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Everything a checkpoint needs: trainable weights plus the target head (π_ref is rebuilt)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("ref_model.")}
+    def checkpoint_state(self, optimizer: torch.optim.Optimizer | None) -> tuple[dict[str, Any], dict | None]:
+        """Full state dicts of the trainable weights (plus the target head; π_ref is rebuilt) and the optimiser.
 
-    def load_trainable_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        """Inverse of :meth:`trainable_state_dict`."""
-        missing, unexpected = self.load_state_dict(state, strict=False)
+        Sharded: a collective (every rank must call it); the full tensors are gathered to rank 0's CPU, and the
+        other ranks get empty dicts (only rank 0 writes checkpoints).
+        """
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
+
+        options = self._state_dict_options()
+        weights = get_model_state_dict(self, options=options)
+        weights = {k: v for k, v in weights.items() if not k.startswith("ref_model.")}
+        return weights, get_optimizer_state_dict(self, optimizer, options=options) if optimizer else None
+
+    def load_checkpoint_state(
+        self, weights: dict[str, Any], optimizer: torch.optim.Optimizer | None = None, optimizer_state: Any = None
+    ) -> None:
+        """Inverse of :meth:`checkpoint_state` (every rank loads the full state and keeps its shard).
+
+        Raises:
+            ValueError: the weights do not match this policy (another model, or other heads).
+        """
+        from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+        options = self._state_dict_options(strict=False)
+        missing, unexpected = set_model_state_dict(self, weights, options=options)
         missing = [k for k in missing if not k.startswith("ref_model.")]
         if missing or unexpected:
             raise ValueError(
                 f"checkpoint does not match the policy: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
+        if optimizer is not None and optimizer_state is not None:
+            set_optimizer_state_dict(self, optimizer, optimizer_state, options=options)
+
+    def _state_dict_options(self, strict: bool = True) -> Any:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+        return StateDictOptions(full_state_dict=self.sharded, cpu_offload=self.sharded, strict=strict)
+
+
+def _fully_shard(policy: Policy, device: torch.device, world_size: int) -> None:
+    """FSDP2 in place: each decoder layer (the model's ``_no_split_modules`` classes, in π and in a π_ref copy)
+    is one sharded unit, the rest of the Policy (embeddings, LM head, Q/value heads, targets) the root unit.
+
+    The root keeps its parameters gathered after a forward (``reshard_after_forward=False``) because the heads run
+    on the hidden states outside that forward; they are resharded after ``backward``.
+
+    Raises:
+        ValueError: the model does not name its decoder layer classes (``_no_split_modules``).
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    layer_classes = set(getattr(_base_model(policy.model), "_no_split_modules", None) or ())
+    if not layer_classes:
+        raise ValueError(f"{type(_base_model(policy.model)).__name__} does not list its decoder layers "
+                         "(_no_split_modules), so FSDP cannot shard it layer by layer; train it with DDP")  # fmt: skip
+    mesh = init_device_mesh(device.type, (world_size,))
+    for module in list(policy.modules()):
+        if type(module).__name__ in layer_classes:
+            fully_shard(module, mesh=mesh)
+    fully_shard(policy, mesh=mesh, reshard_after_forward=False)
+    with torch.no_grad():  # the first forward through the root makes it FSDP's root (before any local forward)
+        ids = torch.zeros((1, 1), dtype=torch.long, device=device)
+        policy(ids, torch.ones_like(ids))
+    policy.reshard()  # the root stayed gathered: reshard, or ``parameters()`` would list the gathered copies
 
 
 def _enable_gradient_checkpointing(model: nn.Module) -> None:
@@ -363,6 +464,8 @@ def apply_gradients(
     if accelerator is not None:
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_(params, max_grad_norm)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP: a DTensor over the shards
+            grad_norm = grad_norm.full_tensor()
     else:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)

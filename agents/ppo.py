@@ -108,12 +108,13 @@ def compute_advantages(
     """Values, KL-penalised rewards and GAE for every row with the current policy. Returns (adv, returns, metrics)."""
     num_rows = len(batch.row_segments)
     values, logprobs, ref_logprobs = (torch.zeros(num_rows, device=batch.row_rewards.device) for _ in range(3))
-    for segment_ids in torch.arange(len(batch.prompt_lens)).split(chunk_size):
-        rows, hidden, ref_logits = forward_rows(policy, batch, segment_ids)
-        tokens = batch.row_tokens[rows]
-        values[rows] = policy.values(hidden)
-        logprobs[rows] = _token_logprobs(policy.logits(hidden), tokens, temperature)[0]
-        ref_logprobs[rows] = _token_logprobs(ref_logits, tokens, temperature)[0]
+    with policy.full_parameters():
+        for segment_ids in torch.arange(len(batch.prompt_lens)).split(chunk_size):
+            rows, hidden, ref_logits = forward_rows(policy, batch, segment_ids)
+            tokens = batch.row_tokens[rows]
+            values[rows] = policy.values(hidden)
+            logprobs[rows] = _token_logprobs(policy.logits(hidden), tokens, temperature)[0]
+            ref_logprobs[rows] = _token_logprobs(ref_logits, tokens, temperature)[0]
     rewards = kl_penalized_rewards(batch.row_rewards, logprobs, ref_logprobs, batch.row_mask, config.kl_coef)
     advantages, returns = gae(rewards, values, row_discounts(batch, config.gamma), batch.row_next, config.gae_lambda)
     if config.normalize_advantage:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from agents.config import ReinforceConfig
 from agents.policy import Policy, apply_gradients
-from agents.rollout import Batch, forward_rows, masked_mean, segment_minibatches
+from agents.rollout import Batch, forward_rows, masked_mean, reference_hidden_states, segment_minibatches
 
 __all__ = ["ReinforceConfig", "action_returns", "baselines", "reinforce_loss", "update"]
 
@@ -104,10 +104,12 @@ def update(
         decay = config.baseline_decay
         state["running_mean"] = mean if previous is None else decay * previous + (1 - decay) * mean
     advantages = segment_advantages[batch.row_segments]  # (R,): the action's advantage on each of its tokens
+    ref_hidden = reference_hidden_states(policy, batch) if config.kl_coef > 0 else None  # (R, H), once per update
     history: list[dict[str, float]] = []
     for _ in range(config.num_epochs):
         for segment_ids in segment_minibatches(batch, config.num_minibatches, generator):
-            rows, hidden, ref_logits = forward_rows(policy, batch, segment_ids, with_ref=config.kl_coef > 0)
+            rows, hidden, _ = forward_rows(policy, batch, segment_ids, with_ref=False)
+            ref_logits = policy.ref_logits_from_hidden(ref_hidden[rows]) if ref_hidden is not None else None
             loss, metrics = reinforce_loss(
                 policy.logits(hidden), ref_logits, batch.row_tokens[rows], advantages[rows], batch.row_mask[rows],
                 temperature, config.kl_coef,

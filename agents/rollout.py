@@ -235,7 +235,8 @@ class RolloutCollector:
         self.total_tokens = 0
         self._episode_counter = 0
         obs, infos = envs.reset(seed=seed)
-        self._current = [self._new_segment(i, _prompt_of(obs, i), turn=0) for i in range(self.num_envs)]
+        with policy.full_parameters():
+            self._current = [self._new_segment(i, _prompt_of(obs, i), turn=0) for i in range(self.num_envs)]
         self._awaiting_reset = [False] * self.num_envs
         self._done: list[_Segment] = []
 
@@ -249,10 +250,11 @@ class RolloutCollector:
     def refresh(self) -> None:
         """Re-encode every unfinished action after a policy update (its KV cache came from the old weights) and
         drop its tokens sampled ahead (they came from the old policy and were never sent)."""
-        for i, segment in enumerate(self._current):
-            if not self._awaiting_reset[i]:
-                segment.pending.clear()
-                segment.next_logits, segment.cache = self.policy.start(segment.prompt + segment.tokens)
+        with self.policy.full_parameters():
+            for i, segment in enumerate(self._current):
+                if not self._awaiting_reset[i]:
+                    segment.pending.clear()
+                    segment.next_logits, segment.cache = self.policy.start(segment.prompt + segment.tokens)
 
     def collect(self, num_actions: int) -> Batch:
         """Step the envs until ``num_actions`` actions have completed; unfinished actions carry over.
@@ -262,8 +264,9 @@ class RolloutCollector:
             same step).
         """
         self._done = []
-        while len(self._done) < num_actions:
-            self._step()
+        with self.policy.full_parameters():  # a sharded policy is gathered once: ranks sample different lengths
+            while len(self._done) < num_actions:
+                self._step()
         return self._build_batch()
 
     def _step(self) -> None:
@@ -482,6 +485,24 @@ def forward_rows(
     hidden = policy.hidden_states(input_ids, attention_mask)[where]  # (R_mb, H)
     ref_logits = policy.ref_logits(input_ids, attention_mask, where) if with_ref else None  # (R_mb, V)
     return rows, hidden, ref_logits
+
+
+@torch.no_grad()
+def reference_hidden_states(policy: Policy, batch: Batch, chunk_size: int = 16) -> torch.Tensor:
+    """π_ref's last hidden states at every row of the batch, (R, H).
+
+    π_ref is frozen, so one pass per update serves every epoch and minibatch; its logits are recomputed from
+    these on demand (:meth:`Policy.ref_logits_from_hidden`: R × H numbers are kept, never R × V).
+    """
+    ref_hidden = None
+    with policy.full_parameters():
+        for segment_ids in torch.arange(len(batch.prompt_lens)).split(chunk_size):
+            rows, input_ids, attention_mask, where = segment_rows(batch, segment_ids)
+            hidden = policy.ref_hidden_states(input_ids, attention_mask, where)  # (R_chunk, H)
+            if ref_hidden is None:
+                ref_hidden = hidden.new_zeros(len(batch.row_segments), hidden.shape[-1])
+            ref_hidden[rows] = hidden
+    return ref_hidden
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -182,28 +182,32 @@ def _fields(config: Any) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
-def _rng_state(collector: RolloutCollector) -> dict[str, Any]:
+def _rng_state(collector: RolloutCollector, ranks: distributed.Ranks) -> dict[str, Any]:
+    """Rank 0's python/numpy/torch RNG states and every rank's sampler state (``samplers[rank]``)."""
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "sampler": collector.generator.get_state()}  # fmt: skip
+            "samplers": ranks.gather_object(collector.generator.get_state())}  # fmt: skip
 
 
 def _checkpoint_path(run: RunConfig) -> str:
     return os.path.join(run.output_dir, "checkpoint.pt")
 
 
-def save_checkpoint(path: str, policy: Policy, optimizer, progress: dict, collector, algo_state: dict) -> None:
-    """Write the checkpoint atomically (a crash mid-write leaves the previous one)."""
-    state = {"policy": policy.trainable_state_dict(), "optimizer": optimizer.state_dict() if optimizer else None,
-             "progress": progress, "rng": _rng_state(collector), "algo_state": algo_state}  # fmt: skip
-    torch.save(state, path + ".tmp")
-    os.replace(path + ".tmp", path)
+def save_checkpoint(
+    path: str, policy: Policy, optimizer, progress: dict, collector, algo_state: dict, ranks: distributed.Ranks
+) -> None:
+    """Every rank calls this (gathering a sharded policy is collective); rank 0 writes the checkpoint atomically
+    (a crash mid-write leaves the previous one)."""
+    weights, optimizer_state = policy.checkpoint_state(optimizer)
+    state = {"policy": weights, "optimizer": optimizer_state, "progress": progress,
+             "rng": _rng_state(collector, ranks), "algo_state": algo_state}  # fmt: skip
+    if ranks.is_main:
+        torch.save(state, path + ".tmp")
+        os.replace(path + ".tmp", path)
 
 
 def _load_checkpoint(path: str, policy: Policy, optimizer) -> dict[str, Any]:
-    checkpoint = torch.load(path, map_location=policy.device_, weights_only=False)
-    policy.load_trainable_state_dict(checkpoint["policy"])
-    if optimizer is not None and checkpoint["optimizer"] is not None:
-        optimizer.load_state_dict(checkpoint["optimizer"])
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # copied to the device when loaded
+    policy.load_checkpoint_state(checkpoint["policy"], optimizer, checkpoint["optimizer"])
     rng = checkpoint["rng"]
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
@@ -230,7 +234,7 @@ def train(run: RunConfig, algo_config: Any = None) -> dict[str, Any]:
     seed_everything(rank_seed)
     policy = build_policy(run, run.algo)
     if ranks.accelerator is not None:
-        policy.distribute(ranks.accelerator)  # before the optimiser: it wraps (never replaces) the parameters
+        policy.distribute(ranks.accelerator, shard=run.fsdp)  # before the optimiser: sharding replaces parameters
     optimizer = build_optimizer(policy, run) if spec.update is not None else None
     checkpoint_path = _checkpoint_path(run)
     progress = {"env_actions": 0, "tokens": 0, "updates": 0, "wall_time_s": 0.0, "reward_sum": 0.0, "successes": 0}
@@ -243,8 +247,8 @@ def train(run: RunConfig, algo_config: Any = None) -> dict[str, Any]:
     envs = make_envs(run, policy.tokenizer)
     seed = rank_seed + 7919 * progress["updates"]
     collector = RolloutCollector(envs, policy, run.temperature, run.top_k, seed=seed, lookahead=run.lookahead_tokens)
-    if checkpoint is not None and ranks.world_size == 1:  # several ranks: each keeps its own seeded sampler
-        collector.generator.set_state(checkpoint["rng"]["sampler"])
+    if checkpoint is not None and len(checkpoint["rng"]["samplers"]) == ranks.world_size:  # else: fresh seeds
+        collector.generator.set_state(checkpoint["rng"]["samplers"][ranks.rank])
     logger = _Logger(run.output_dir, progress["env_actions"]) if ranks.is_main else None
     if ranks.is_main:
         with open(os.path.join(run.output_dir, "config.json"), "w") as f:
@@ -283,15 +287,14 @@ def _loop(run, spec, algo_config, policy, optimizer, collector, logger, progress
                 ) from error
             collector.refresh()
         actions = _record(progress, batch, metrics, ranks, time.perf_counter() - start)
-        if not ranks.is_main:
-            continue
-        logger.log({"env_actions": progress["env_actions"], "tokens": progress["tokens"],
-                    "wall_time_s": progress["wall_time_s"], **metrics})  # fmt: skip
-        bar.update(actions)
-        bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", success=f"{metrics['success_rate']:.2f}")
-        done = progress["env_actions"] >= run.total_steps
+        if ranks.is_main:
+            logger.log({"env_actions": progress["env_actions"], "tokens": progress["tokens"],
+                        "wall_time_s": progress["wall_time_s"], **metrics})  # fmt: skip
+            bar.update(actions)
+            bar.set_postfix(reward=f"{metrics['reward_mean']:.3f}", success=f"{metrics['success_rate']:.2f}")
+        done = progress["env_actions"] >= run.total_steps  # the same on every rank: counts are summed
         if done or (run.save_every and progress["updates"] % run.save_every == 0):
-            save_checkpoint(_checkpoint_path(run), policy, optimizer, progress, collector, algo_state)
+            save_checkpoint(_checkpoint_path(run), policy, optimizer, progress, collector, algo_state, ranks)
     bar.close()
 
 
@@ -334,11 +337,12 @@ def _finish(run: RunConfig, policy: Policy, progress: dict[str, Any], ranks: dis
     }
     if ranks.world_size > 1:
         final["world_size"] = ranks.world_size
-    if ranks.is_main:
-        if run.greedy_eval:
-            final.update(evaluate(policy, run))
-        with open(os.path.join(run.output_dir, "final_metrics.json"), "w") as f:
-            json.dump(final, f, indent=2)
+    with policy.full_parameters():  # sharded: every rank gathers, rank 0 evaluates on its local copy
+        if ranks.is_main:
+            if run.greedy_eval:
+                final.update(evaluate(policy, run))
+            with open(os.path.join(run.output_dir, "final_metrics.json"), "w") as f:
+                json.dump(final, f, indent=2)
     ranks.barrier()  # ranks leave together: the job ends when rank 0 has written its results
     return final
 
@@ -457,6 +461,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, Any]:
     for name, kind in simple.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
     parser.add_argument("--use-lora", action="store_true")
+    parser.add_argument("--fsdp", action="store_true", help="several processes: shard with FSDP2 instead of DDP")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--no-eval", action="store_true", help="skip the final greedy evaluation")
@@ -468,7 +473,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, Any]:
         algo=args.algo, env_id=args.env_id, dataset=args.dataset[0] if len(args.dataset) == 1 else args.dataset,
         model=args.model, local_files_only=not args.allow_download, total_steps=args.total_steps, seed=args.seed,
         output_dir=args.output_dir or f"runs/{args.algo}-seed{args.seed}", resume=args.resume,
-        use_lora=args.use_lora, gradient_checkpointing=args.gradient_checkpointing,
+        use_lora=args.use_lora, fsdp=args.fsdp, gradient_checkpointing=args.gradient_checkpointing,
         progress_bar=not args.no_progress, greedy_eval=not args.no_eval, **overrides,
     )  # fmt: skip
     algo_config = default_algo_config(args.algo)

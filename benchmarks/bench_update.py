@@ -94,16 +94,16 @@ def _no_grad_passes(
     and PPO's ``compute_advantages`` (once per update), and the bare backbone forwards with and without pi_ref
     (ETPO runs pi_ref's forward once per update and keeps its hidden states; PPO once per update too)."""
     from agents import etpo, ppo
-    from agents.rollout import forward_rows
+    from agents.rollout import forward_rows, reference_hidden_states
 
     def backbone(with_ref: bool) -> None:
         with torch.no_grad():
             for segment_ids in torch.arange(len(batch.prompt_lens)).split(16):
                 forward_rows(policies["etpo"], batch, segment_ids, with_ref=with_ref)
 
-    ref_hidden = etpo.reference_hidden_states(policies["etpo"], batch)
+    ref_hidden = reference_hidden_states(policies["etpo"], batch)
     times = time_alternating({
-        "ETPO reference_hidden_states (once per update)": lambda: etpo.reference_hidden_states(policies["etpo"], batch),
+        "ETPO reference_hidden_states (once per update)": lambda: reference_hidden_states(policies["etpo"], batch),
         "ETPO compute_targets": lambda: etpo.compute_targets(policies["etpo"], batch, etpo_config, ref_hidden),
         "PPO compute_advantages": lambda: ppo.compute_advantages(policies["ppo"], batch, ppo_config, 1.0),
         "forward_rows, policy only": lambda: backbone(False),

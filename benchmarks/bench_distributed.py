@@ -1,0 +1,128 @@
+"""Replicated (DDP) vs sharded (FSDP2) training on several CPU processes: memory held per rank and update time.
+
+Every rank builds the same Policy, wraps it (``Policy.distribute(..., shard=...)``), and runs ETPO updates with
+Adam on its own synthetic rollout batch (``make_batch``: the env's real prompt, fixed-length actions). Reported
+per mode, on rank 0, measured from the tensors each rank actually holds between updates:
+
+* training state per rank: parameters (π, the π_ref copy, heads, Q̄) + gradients + Adam moments, in MB (a
+  DTensor counts its local shard);
+* the median wall time of one update (which includes the gathered no-grad passes and the sharded minibatch
+  steps) and update tokens/s over all ranks.
+
+    python benchmarks/bench_distributed.py --model-size small --world-size 2
+
+CPU ``gloo`` collectives on one machine say little about NCCL speed on GPUs; the memory column is the point (FSDP
+should hold about 1/world_size of DDP's training state). Requires nothing beyond the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+from _bench_common import add_model_size_argument, env_prompt, load_model, make_batch, markdown_table
+
+MODES = ("ddp", "fsdp")
+
+
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes this process holds for ``tensor`` (a DTensor's local shard)."""
+    local = tensor.to_local() if hasattr(tensor, "to_local") else tensor
+    return local.numel() * local.element_size()
+
+
+def training_state_mb(policy: Any, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """MB of parameters, gradients and optimiser state this rank holds."""
+    params = sum(tensor_bytes(p) for p in policy.parameters())
+    grads = sum(tensor_bytes(p.grad) for p in policy.parameters() if p.grad is not None)
+    moments = sum(tensor_bytes(v) for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
+    return {"params_mb": params / 2**20, "grads_mb": grads / 2**20, "optimizer_mb": moments / 2**20}
+
+
+def _rank_main(rank: int, world_size: int, port: int, args: argparse.Namespace, out_path: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    from agents import distributed, etpo
+    from agents.config import ETPOConfig
+    from agents.policy import Policy
+
+    ranks = distributed.setup("cpu")
+    config = ETPOConfig(num_epochs=1, num_minibatches=args.num_minibatches)
+    results: dict[str, Any] = {"world_size": world_size}
+    for mode in MODES:
+        model, tokenizer, results["model"] = load_model(args.model_size)  # the same seeded weights for each mode
+        batch = make_batch(env_prompt(), args.num_actions, args.action_len, model.config.vocab_size,
+                           tokenizer.pad_token_id or 0, seed=rank)  # fmt: skip
+        results["tokens_per_rank"] = batch.num_tokens
+        policy = Policy(model, tokenizer, q_head=True, device="cpu")
+        policy.distribute(ranks.accelerator, shard=mode == "fsdp")
+        optimizer = torch.optim.Adam(policy.parameters(), lr=1e-5)
+        seconds = []
+        for _ in range(args.repeats + 1):  # the first update is a warm-up (Adam states, FSDP lazy init)
+            ranks.barrier()
+            start = time.perf_counter()
+            etpo.update(policy, batch, optimizer, config, generator=torch.Generator().manual_seed(0))
+            seconds.append(time.perf_counter() - start)
+        state = training_state_mb(policy, optimizer)
+        median = statistics.median(seconds[1:])
+        results[mode] = {**state, "total_mb": sum(state.values()), "update_s": median,
+                         "tokens_per_s": world_size * batch.num_tokens / median}  # fmt: skip
+    if ranks.is_main:
+        with open(out_path, "w") as f:
+            json.dump(results, f)
+    ranks.barrier()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_size_argument(parser)
+    parser.add_argument("--world-size", type=int, default=2, help="CPU processes (gloo)")
+    parser.add_argument("--num-actions", type=int, default=4, help="actions per rank per update")
+    parser.add_argument("--action-len", type=int, default=64, help="tokens per action")
+    parser.add_argument("--num-minibatches", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="timed updates per mode (after one warm-up)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        out_path = os.path.join(tmp, "result.json")
+        mp.spawn(_rank_main, args=(args.world_size, _free_port(), args, out_path), nprocs=args.world_size, join=True)
+        with open(out_path) as f:
+            results = json.load(f)
+    rows = [[mode, *(f"{results[mode][k]:.1f}" for k in ("params_mb", "grads_mb", "optimizer_mb", "total_mb")),
+             f"{results[mode]['update_s']:.2f}", f"{results[mode]['tokens_per_s']:.0f}"] for mode in MODES]  # fmt: skip
+    ratio = results["fsdp"]["total_mb"] / results["ddp"]["total_mb"]
+    report = "\n".join([
+        f"Model: {results['model']}; {results['world_size']} CPU ranks (gloo), ETPO + Adam, "
+        f"{results['tokens_per_rank']} action tokens per rank per update.",
+        "",
+        markdown_table(["mode", "params MB/rank", "grads MB/rank", "Adam MB/rank", "total MB/rank", "update s",
+                        "tokens/s (all ranks)"], rows),  # fmt: skip
+        "",
+        f"FSDP / DDP training state per rank: {ratio:.2f}x; update time: "
+        f"{results['fsdp']['update_s'] / results['ddp']['update_s']:.2f}x",
+    ])  # fmt: skip
+    print(report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
