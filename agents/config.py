@@ -82,6 +82,9 @@ class RunConfig:
     """LoRA scaling numerator (effective scale ``lora_alpha / lora_r``)."""
     lora_target_modules: list[str] | None = None
     """Module names to adapt; ``None`` lets peft pick the defaults for the architecture."""
+    q_rank: int | None = None
+    """ETPO's soft-Q head: ``None`` is a full hidden × vocabulary linear map; ``r`` factorises it as hidden → r →
+    vocabulary (for 100k+ vocabularies, where the full head and its Polyak target cost GBs)."""
     learning_rate: float = 1e-4
     """Adam learning rate of the policy (backbone or adapters)."""
     head_learning_rate: float | None = 1e-3
@@ -111,6 +114,7 @@ class RunConfig:
         _check(self.max_turns >= 1, f"max_turns must be >= 1, got {self.max_turns}")
         _check(self.max_action_tokens >= 1, f"max_action_tokens must be >= 1, got {self.max_action_tokens}")
         _check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        _check(self.q_rank is None or self.q_rank >= 1, f"q_rank must be None or >= 1, got {self.q_rank}")
         _check(
             self.head_learning_rate is None or self.head_learning_rate > 0,
             f"head_learning_rate must be None or > 0, got {self.head_learning_rate}",

@@ -213,7 +213,9 @@ class Policy(nn.Module):
         if not self.sharded or self._gathered:
             yield
             return
-        layers = [m for m in self.modules() if m is not self and hasattr(m, "set_reshard_after_forward")]
+        from torch.distributed.fsdp import FSDPModule
+
+        layers = [m for m in self.modules() if m is not self and isinstance(m, FSDPModule)]
         for layer in layers:
             layer.set_reshard_after_forward(False)
         for module in (self, *layers):

@@ -100,7 +100,7 @@ def build_policy(run: RunConfig, algo: str) -> Policy:
     model, tokenizer = load_policy(run.model, local_files_only=run.local_files_only)
     return Policy(
         model, tokenizer, q_head=spec.q_head, value_head=spec.value_head, use_lora=run.use_lora, lora_r=run.lora_r,
-        lora_alpha=run.lora_alpha, lora_target_modules=run.lora_target_modules, device=run.device,
+        lora_alpha=run.lora_alpha, lora_target_modules=run.lora_target_modules, q_rank=run.q_rank, device=run.device,
         gradient_checkpointing=run.gradient_checkpointing,
     )  # fmt: skip
 
@@ -457,7 +457,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, Any]:
     parser.add_argument("--resume", action="store_true")
     simple = {"num_envs": int, "actions_per_rollout": int, "temperature": float, "top_k": int, "max_turns": int,
               "max_action_tokens": int, "learning_rate": float, "device": str, "save_every": int,
-              "vectorization_mode": str, "prompt_style": str, "lookahead_tokens": int}  # fmt: skip
+              "vectorization_mode": str, "prompt_style": str, "lookahead_tokens": int, "q_rank": int}  # fmt: skip
     for name, kind in simple.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
     parser.add_argument("--use-lora", action="store_true")

@@ -5,7 +5,8 @@ Adam on its own synthetic rollout batch (``make_batch``: the env's real prompt, 
 per mode, on rank 0, measured from the tensors each rank actually holds between updates:
 
 * training state per rank: parameters (π, the π_ref copy, heads, Q̄) + gradients + Adam moments, in MB (a
-  DTensor counts its local shard);
+  DTensor counts its local shard), and the parameters held while sampling (a sharded rank gathers the full
+  parameters for its rollouts and keeps its shard: 1 + 1/world_size of DDP's);
 * the median wall time of one update (which includes the gathered no-grad passes and the sharded minibatch
   steps) and update tokens/s over all ranks.
 
@@ -41,22 +42,26 @@ def tensor_bytes(tensor: torch.Tensor) -> int:
 
 
 def training_state_mb(policy: Any, optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """MB of parameters, gradients and optimiser state this rank holds."""
+    """MB of parameters, gradients and optimiser state this rank holds between updates, and of parameters while
+    sampling (inside ``Policy.full_parameters``: a sharded rank then also holds the gathered copies)."""
     params = sum(tensor_bytes(p) for p in policy.parameters())
     grads = sum(tensor_bytes(p.grad) for p in policy.parameters() if p.grad is not None)
     moments = sum(tensor_bytes(v) for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
-    return {"params_mb": params / 2**20, "grads_mb": grads / 2**20, "optimizer_mb": moments / 2**20}
+    with policy.full_parameters():
+        gathered = sum(tensor_bytes(p) for p in policy.parameters()) if policy.sharded else 0
+    return {"params_mb": params / 2**20, "grads_mb": grads / 2**20, "optimizer_mb": moments / 2**20,
+            "sampling_params_mb": (params + gathered) / 2**20}  # fmt: skip
 
 
 def _rank_main(rank: int, world_size: int, port: int, args: argparse.Namespace, out_path: str) -> None:
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))  # fmt: skip
-    torch.set_num_threads(1)
     from agents import distributed, etpo
     from agents.config import ETPOConfig
     from agents.policy import Policy
 
     ranks = distributed.setup("cpu")
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))  # after setup: accelerate sets its own
     config = ETPOConfig(num_epochs=1, num_minibatches=args.num_minibatches)
     results: dict[str, Any] = {"world_size": world_size}
     for mode in MODES:
@@ -75,7 +80,8 @@ def _rank_main(rank: int, world_size: int, port: int, args: argparse.Namespace, 
             seconds.append(time.perf_counter() - start)
         state = training_state_mb(policy, optimizer)
         median = statistics.median(seconds[1:])
-        results[mode] = {**state, "total_mb": sum(state.values()), "update_s": median,
+        total = state["params_mb"] + state["grads_mb"] + state["optimizer_mb"]
+        results[mode] = {**state, "total_mb": total, "update_s": median,
                          "tokens_per_s": world_size * batch.num_tokens / median}  # fmt: skip
     if ranks.is_main:
         with open(out_path, "w") as f:
@@ -107,15 +113,16 @@ def main(argv: Sequence[str] | None = None) -> str:
         mp.spawn(_rank_main, args=(args.world_size, _free_port(), args, out_path), nprocs=args.world_size, join=True)
         with open(out_path) as f:
             results = json.load(f)
-    rows = [[mode, *(f"{results[mode][k]:.1f}" for k in ("params_mb", "grads_mb", "optimizer_mb", "total_mb")),
-             f"{results[mode]['update_s']:.2f}", f"{results[mode]['tokens_per_s']:.0f}"] for mode in MODES]  # fmt: skip
+    columns = ("params_mb", "grads_mb", "optimizer_mb", "total_mb", "sampling_params_mb")
+    rows = [[mode, *(f"{results[mode][k]:.1f}" for k in columns), f"{results[mode]['update_s']:.2f}",
+             f"{results[mode]['tokens_per_s']:.0f}"] for mode in MODES]  # fmt: skip
     ratio = results["fsdp"]["total_mb"] / results["ddp"]["total_mb"]
     report = "\n".join([
         f"Model: {results['model']}; {results['world_size']} CPU ranks (gloo), ETPO + Adam, "
         f"{results['tokens_per_rank']} action tokens per rank per update.",
         "",
-        markdown_table(["mode", "params MB/rank", "grads MB/rank", "Adam MB/rank", "total MB/rank", "update s",
-                        "tokens/s (all ranks)"], rows),  # fmt: skip
+        markdown_table(["mode", "params MB/rank", "grads MB/rank", "Adam MB/rank", "training state MB/rank",
+                        "params MB/rank while sampling", "update s", "tokens/s (all ranks)"], rows),  # fmt: skip
         "",
         f"FSDP / DDP training state per rank: {ratio:.2f}x; update time: "
         f"{results['fsdp']['update_s'] / results['ddp']['update_s']:.2f}x",

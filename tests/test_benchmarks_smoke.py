@@ -1,4 +1,5 @@
-"""Smoke tests of the performance benchmarks (update cost, linearity, memory): smallest settings, no timing checks."""
+"""Smoke tests of the performance benchmarks (update cost, linearity, memory, distributed): smallest settings, no
+timing checks."""
 
 import os
 import sys
@@ -9,6 +10,7 @@ pytest.importorskip("torch")
 pytest.importorskip("peft")
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+import bench_distributed  # noqa: E402
 import bench_linearity  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_update  # noqa: E402
@@ -67,3 +69,16 @@ def test_bench_memory_smoke():
     assert report.count("official: 4 full copies") == 2  # tiny model + meta ~0.5B
     assert report.count("ours, LoRA") == 2 and report.count("ours, full fine-tuning") == 2
     assert "meta device" in report
+
+
+def test_bench_distributed_smoke():
+    """Two CPU ranks: FSDP holds half of DDP's training state per rank (measured from the tensors each rank holds),
+    and 1.5x DDP's parameters while sampling (its shard plus the gathered copy)."""
+    import re
+
+    report = bench_distributed.main(["--model-size", "tiny", "--repeats", "1", "--num-actions", "2"])
+    state_ratio = float(re.search(r"training state per rank: ([0-9.]+)x", report).group(1))
+    assert 0.45 <= state_ratio <= 0.55
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in report.splitlines() if line.startswith("| ")}
+    ddp_params, fsdp_sampling = float(rows["ddp"][0]), float(rows["fsdp"][4])
+    assert fsdp_sampling == pytest.approx(1.5 * ddp_params, rel=0.05)

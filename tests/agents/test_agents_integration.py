@@ -14,7 +14,7 @@ import etpo_gym  # noqa: F401
 from agents.config import ETPOConfig, RunConfig
 from agents.policy import Policy, load_policy
 from agents.rollout import RolloutCollector, row_discounts
-from agents.train import parse_args, train
+from agents.train import build_policy, parse_args, train
 
 EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "..", "agents", "assets", "etpo-tiny-coder", "config.json")
 
@@ -120,13 +120,19 @@ def test_greedy_evaluation_reports_held_out_auc_keys(model_dir, executor, tmp_pa
     assert (tmp_path / "final_metrics.json").exists()
 
 
-def test_cli_arguments():
+def test_cli_arguments(model_dir):
     run, algo_config = parse_args(
         ["--algo", "etpo-official-loss", "--dataset", "pharyngitis", "--total-steps", "3", "--seed", "2",
-         "--output-dir", "x", "--algo-arg", "beta=0.2", "--temperature", "0.5"]
+         "--output-dir", "x", "--algo-arg", "beta=0.2", "--temperature", "0.5", "--q-rank", "8", "--model", model_dir]
     )  # fmt: skip
     assert isinstance(algo_config, ETPOConfig) and algo_config.policy_loss == "official" and algo_config.beta == 0.2
     assert run.total_steps == 3 and run.seed == 2 and run.temperature == 0.5 and run.dataset == "pharyngitis"
+    policy = build_policy(run, run.algo)
+    q_head = policy.q_head  # hidden -> 8 -> vocabulary, zero output at initialisation
+    assert [layer.out_features for layer in q_head] == [8, policy.model.get_output_embeddings().out_features]
+    assert float(q_head(torch.randn(3, q_head[0].in_features)).abs().max()) == 0.0
+    with pytest.raises(ValueError, match="q_rank must be"):
+        RunConfig(q_rank=0)
     with pytest.raises(ValueError, match="beta must be > 0"):
         ETPOConfig(beta=0)
 
