@@ -36,6 +36,29 @@ REQUIRED_METRICS = (
 a working model, mean greedy-action reward (AUC, -1 on failure) over the datasets, mean held-out test AUC of the
 successful greedy actions, actions and tokens consumed, wall-clock seconds."""
 
+
+
+def greedy_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The greedy metrics of :data:`REQUIRED_METRICS` from one greedy first-turn action per dataset.
+
+    Args:
+        results: one dict per dataset with at least ``dataset``, ``reward`` (the AUC, -1 on failure), ``success``
+            (the code ran and returned a model) and ``test_auc`` (held-out AUC; NaN on failure).
+
+    Returns:
+        ``greedy_auc`` (mean reward over the datasets), ``greedy_test_auc`` (mean held-out AUC over the successful
+        actions, NaN if none), ``greedy_success_rate`` and ``greedy`` (the results by dataset).
+    """
+    ok = [r for r in results if r["success"]]
+    mean = lambda values: sum(values) / len(values) if values else float("nan")  # noqa: E731
+    return {
+        "greedy_auc": mean([float(r["reward"]) for r in results]),
+        "greedy_test_auc": mean([float(r["test_auc"]) for r in ok]),
+        "greedy_success_rate": len(ok) / len(results),
+        "greedy": {r["dataset"]: r for r in results},
+    }
+
+
 _BUILTIN: dict[str, str] = {
     "etpo": "agents.train:run_etpo",
     "etpo-official-loss": "agents.train:run_etpo_official_loss",

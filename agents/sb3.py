@@ -56,6 +56,7 @@ from torch import nn
 
 import etpo_gym  # noqa: F401  (registers the envs)
 from agents.policy import load_policy
+from agents.registry import greedy_summary
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 """SB3 algorithms :func:`train_sb3` accepts (on-policy actor-critics, which is what the LM policy is)."""
@@ -380,14 +381,11 @@ def train_sb3(
         eval_env.close()
         if own_executor:
             executor.close()
-    greedy_ok = [g for g in greedy if g["status"] == "ok"]
+    keys = ("dataset", "reward", "status", "auc", "test_auc", "error", "code")
     return {
         "train_reward_mean": _mean(budget.action_rewards),
         "success_rate": _mean(budget.action_successes),
-        "greedy_auc": _mean([g["reward"] for g in greedy]),
-        "greedy_test_auc": _mean([g["test_auc"] for g in greedy_ok]),
-        "greedy_success_rate": len(greedy_ok) / len(greedy),
-        "greedy": {g["dataset"]: {k: g[k] for k in ("status", "auc", "test_auc", "error", "code")} for g in greedy},
+        **greedy_summary([{**{k: g[k] for k in keys}, "success": g["status"] == "ok"} for g in greedy]),
         "num_actions": len(budget.action_rewards),
         "num_tokens": int(agent.num_timesteps),
         "num_updates": int(agent._n_updates),

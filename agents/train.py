@@ -33,6 +33,7 @@ import etpo_gym  # noqa: F401  (registers the envs)
 from agents import distributed, etpo, ppo, reinforce
 from agents.config import BaseConfig, ETPOConfig, PPOConfig, ReinforceConfig, RunConfig
 from agents.policy import Policy, load_policy
+from agents.registry import greedy_summary
 from agents.rollout import Batch, RolloutCollector
 
 
@@ -370,14 +371,7 @@ def evaluate(policy: Policy, run: RunConfig, datasets: list[str] | None = None) 
     """
     if datasets is None:
         datasets = [run.dataset] if isinstance(run.dataset, str) else list(run.dataset or etpo_gym.BUNDLED_DATASETS)
-    greedy = [greedy_action(policy, run, name) for name in datasets]
-    ok = [g for g in greedy if g["success"]]
-    return {
-        "greedy_auc": float(np.mean([g["reward"] for g in greedy])),
-        "greedy_test_auc": float(np.mean([g["test_auc"] for g in ok])) if ok else float("nan"),
-        "greedy_success_rate": len(ok) / len(greedy),
-        "greedy": {g["dataset"]: g for g in greedy},
-    }
+    return greedy_summary([greedy_action(policy, run, name) for name in datasets])
 
 
 _ENV_FIELDS = ("dataset", "max_turns", "max_action_tokens", "max_obs_tokens", "prompt_style")
