@@ -37,7 +37,6 @@ a working model, mean greedy-action reward (AUC, -1 on failure) over the dataset
 successful greedy actions, actions and tokens consumed, wall-clock seconds."""
 
 
-
 def greedy_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     """The greedy metrics of :data:`REQUIRED_METRICS` from one greedy first-turn action per dataset.
 
