@@ -143,7 +143,16 @@ class _UpdateConfig:
 
 
 @dataclass
-class ETPOConfig(_UpdateConfig):
+class _ActorCriticConfig(_UpdateConfig):
+    """Fields of the algorithms with a critic head on the policy's backbone (ETPO's soft Q, PPO's value)."""
+
+    critic_backbone_grad: bool = True
+    """Let the critic loss train the shared backbone (as a shared-trunk actor-critic); False detaches the head's
+    input, so the backbone moves only with the policy loss and the critic is a head on the policy's features."""
+
+
+@dataclass
+class ETPOConfig(_ActorCriticConfig):
     """Entropy-regularized token-level policy optimisation (arXiv 2402.06700), see ``agents/etpo.py``."""
 
     beta: float = 0.05
@@ -155,9 +164,6 @@ class ETPOConfig(_UpdateConfig):
     """Weight of the critic (soft-Q regression) loss added to the policy loss on the shared backbone."""
     critic_loss: str = "mse"
     """``mse`` (the paper's squared TD error) or ``huber`` (δ = 1, robust to -1 failure spikes)."""
-    critic_backbone_grad: bool = True
-    """Let the critic loss train the shared backbone (as a shared-trunk actor-critic); False detaches the head's
-    input, so the backbone moves only with the policy loss and the critic is a head on the policy's features."""
     policy_loss: str = "exact"
     """``exact``: Σ_w π(w)[β log π(w) − β log π_ref(w) − Q(w)] (the paper). ``official``: the official code's
     mean_w(β log π(w) − Q(w).detach()), which has no π weighting, so the policy ignores the critic; kept only
@@ -176,7 +182,7 @@ class ETPOConfig(_UpdateConfig):
 
 
 @dataclass
-class PPOConfig(_UpdateConfig):
+class PPOConfig(_ActorCriticConfig):
     """RLHF-style token-level PPO (the paper's baseline), see ``agents/ppo.py``."""
 
     num_epochs: int = 4
@@ -191,9 +197,6 @@ class PPOConfig(_UpdateConfig):
     """Weight of the entropy bonus (0: the KL penalty already regularises)."""
     kl_coef: float = 0.05
     """Per-token KL(π‖π_ref) penalty added to the reward (same role and scale as ETPO's β)."""
-    critic_backbone_grad: bool = True
-    """Let the value loss train the shared backbone (as a shared-trunk actor-critic); False detaches the head's
-    input, so the backbone moves only with the policy loss and the critic is a head on the policy's features."""
     normalize_advantage: bool = True
     """Standardise advantages over the rollout."""
 
