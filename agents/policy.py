@@ -33,9 +33,9 @@ Distributed training (``agents/distributed.py``), two ways:
   minibatch forwards do (every rank takes the same number of optimiser steps), but sampling and the batch-wide
   no-grad passes do not (each rank has its own episodes). Those run inside :meth:`Policy.full_parameters`: the
   parameters are gathered ONCE, every rank runs as many local forwards as it needs, and they are resharded after
-  (the scheme of TRL's ``unwrap_model_for_generation``). The peak is therefore the full parameters plus the
-  sharded training state: FSDP here is for models whose parameters fit one device but whose gradients and Adam
-  states do not.
+  (the scheme of TRL's ``unwrap_model_for_generation``; sampling leaves a π_ref copy's layers sharded). The peak
+  is therefore one model's full parameters plus the sharded training state: FSDP here is for models whose
+  parameters fit one device but whose gradients and Adam states do not.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ class Policy(nn.Module):
         self._cache_kwarg = _cache_kwarg(model)
         self.accelerator: Any = None
         self._engine: nn.Module | None = None
-        self._gathered = False
+        self._gathered: bool | None = None  # inside full_parameters: whether π_ref's layers were gathered too
         self.to(self.device_)
         self.eval()  # dropout off everywhere: π is a deterministic function of the weights (rollout == update)
         if gradient_checkpointing:
@@ -204,27 +204,40 @@ class Policy(nn.Module):
         return isinstance(self, FSDPModule)
 
     @contextmanager
-    def full_parameters(self):
+    def full_parameters(self, reference: bool = True):
         """Hold the full (unsharded) parameters on every rank for local forwards: a no-op unless sharded.
 
         Sharded: ALL ranks must enter together (one all-gather per sharded module on entry); inside, each rank may
         run any number of forwards with no communication; on exit the parameters are resharded. Re-entrant.
+
+        Args:
+            reference: also gather the decoder layers of a frozen π_ref copy (not needed for sampling, which
+                then holds one gathered model, not two).
+
+        Raises:
+            RuntimeError: entered with ``reference=True`` inside a ``reference=False`` block.
         """
-        if not self.sharded or self._gathered:
+        if not self.sharded:
+            yield
+            return
+        if self._gathered is not None:
+            if reference and not self._gathered:
+                raise RuntimeError("full_parameters(reference=True) inside a full_parameters(reference=False) block")
             yield
             return
         from torch.distributed.fsdp import FSDPModule
 
-        layers = [m for m in self.modules() if m is not self and isinstance(m, FSDPModule)]
+        skipped = set(self.ref_model.modules()) if self.ref_model is not None and not reference else set()
+        layers = [m for m in self.modules() if m is not self and isinstance(m, FSDPModule) and m not in skipped]
         for layer in layers:
             layer.set_reshard_after_forward(False)
         for module in (self, *layers):
             module.unshard()
-        self._gathered = True
+        self._gathered = reference
         try:
             yield
         finally:
-            self._gathered = False
+            self._gathered = None
             for module in (self, *layers):
                 module.reshard()
             for layer in layers:

@@ -235,7 +235,7 @@ class RolloutCollector:
         self.total_tokens = 0
         self._episode_counter = 0
         obs, infos = envs.reset(seed=seed)
-        with policy.full_parameters():
+        with policy.full_parameters(reference=False):
             self._current = [self._new_segment(i, _prompt_of(obs, i), turn=0) for i in range(self.num_envs)]
         self._awaiting_reset = [False] * self.num_envs
         self._done: list[_Segment] = []
@@ -250,7 +250,7 @@ class RolloutCollector:
     def refresh(self) -> None:
         """Re-encode every unfinished action after a policy update (its KV cache came from the old weights) and
         drop its tokens sampled ahead (they came from the old policy and were never sent)."""
-        with self.policy.full_parameters():
+        with self.policy.full_parameters(reference=False):
             for i, segment in enumerate(self._current):
                 if not self._awaiting_reset[i]:
                     segment.pending.clear()
@@ -264,7 +264,7 @@ class RolloutCollector:
             same step).
         """
         self._done = []
-        with self.policy.full_parameters():  # a sharded policy is gathered once: ranks sample different lengths
+        with self.policy.full_parameters(reference=False):  # gathered once: ranks sample different lengths
             while len(self._done) < num_actions:
                 self._step()
         return self._build_batch()

@@ -338,7 +338,7 @@ def _finish(run: RunConfig, policy: Policy, progress: dict[str, Any], ranks: dis
     }
     if ranks.world_size > 1:
         final["world_size"] = ranks.world_size
-    with policy.full_parameters():  # sharded: every rank gathers, rank 0 evaluates on its local copy
+    with policy.full_parameters(reference=False):  # sharded: every rank gathers, rank 0 evaluates locally
         if ranks.is_main:
             if run.greedy_eval:
                 final.update(evaluate(policy, run))

@@ -5,8 +5,8 @@ Adam on its own synthetic rollout batch (``make_batch``: the env's real prompt, 
 per mode, on rank 0, measured from the tensors each rank actually holds between updates:
 
 * training state per rank: parameters (π, the π_ref copy, heads, Q̄) + gradients + Adam moments, in MB (a
-  DTensor counts its local shard), and the parameters held while sampling (a sharded rank gathers the full
-  parameters for its rollouts and keeps its shard: 1 + 1/world_size of DDP's);
+  DTensor counts its local shard), and the parameters held while sampling (a sharded rank gathers π's full
+  parameters for its rollouts, not the frozen π_ref copy's decoder layers, and keeps its shards);
 * the median wall time of one update (which includes the gathered no-grad passes and the sharded minibatch
   steps) and update tokens/s over all ranks.
 
@@ -47,7 +47,7 @@ def training_state_mb(policy: Any, optimizer: torch.optim.Optimizer) -> dict[str
     params = sum(tensor_bytes(p) for p in policy.parameters())
     grads = sum(tensor_bytes(p.grad) for p in policy.parameters() if p.grad is not None)
     moments = sum(tensor_bytes(v) for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v))
-    with policy.full_parameters():
+    with policy.full_parameters(reference=False):  # as the rollout collector gathers
         gathered = sum(tensor_bytes(p) for p in policy.parameters()) if policy.sharded else 0
     return {"params_mb": params / 2**20, "grads_mb": grads / 2**20, "optimizer_mb": moments / 2**20,
             "sampling_params_mb": (params + gathered) / 2**20}  # fmt: skip
@@ -106,13 +106,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> str:
-    args = parse_args(argv)
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the ranks; rank 0's figures: ``{"ddp": {...}, "fsdp": {...}, "model": ..., ...}``."""
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, "result.json")
         mp.spawn(_rank_main, args=(args.world_size, _free_port(), args, out_path), nprocs=args.world_size, join=True)
         with open(out_path) as f:
-            results = json.load(f)
+            return json.load(f)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    results = measure(parse_args(argv))
     columns = ("params_mb", "grads_mb", "optimizer_mb", "total_mb", "sampling_params_mb")
     rows = [[mode, *(f"{results[mode][k]:.1f}" for k in columns), f"{results[mode]['update_s']:.2f}",
              f"{results[mode]['tokens_per_s']:.0f}"] for mode in MODES]  # fmt: skip

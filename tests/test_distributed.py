@@ -98,6 +98,7 @@ def _rank_main(rank: int, port: int, out_dir: str) -> None:
             assert policy.sharded == (mode == "fsdp")
             results[mode, algo] = _update(algo, _batch([_half(rank)]), policy)
     results["fsdp_roundtrip"] = _sharded_checkpoint_roundtrip(ranks, policy, os.path.join(out_dir, "ckpt.pt"))
+    results["fsdp_gather_scope"] = _sampling_gathers_the_policy_only(policy)
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     ranks.barrier()
 
@@ -124,6 +125,22 @@ def _sharded_checkpoint_roundtrip(ranks, policy: Policy, path: str) -> bool:
     torch.testing.assert_close(reloaded[0], saved[0], rtol=0, atol=0)
     torch.testing.assert_close(reloaded[1]["state"], saved[1]["state"], rtol=0, atol=0)
     return True
+
+
+def _sampling_gathers_the_policy_only(policy: Policy) -> bool:
+    """Sampling gathers π (plain tensors) but leaves the frozen π_ref copy's layers sharded; a reference pass may
+    not be nested in it."""
+    is_shard = lambda p: hasattr(p, "full_tensor")  # noqa: E731
+    layer_weight = lambda model: model.model.layers[0].mlp.up_proj.weight  # noqa: E731
+    assert is_shard(layer_weight(policy.model)) and is_shard(layer_weight(policy.ref_model))
+    with policy.full_parameters(reference=False):
+        assert not is_shard(layer_weight(policy.model)) and is_shard(layer_weight(policy.ref_model))
+        with pytest.raises(RuntimeError, match="inside a full_parameters"):
+            with policy.full_parameters():
+                pass
+    with policy.full_parameters():
+        assert not is_shard(layer_weight(policy.ref_model))
+    return is_shard(layer_weight(policy.model)) and is_shard(layer_weight(policy.ref_model))
 
 
 def _free_port() -> int:
@@ -161,6 +178,10 @@ def test_two_rank_update_equals_one_process_on_combined_batch(rank_results, algo
 
 def test_sharded_checkpoint_roundtrip(rank_results):
     assert all(results["fsdp_roundtrip"] for results in rank_results)
+
+
+def test_sampling_gathers_the_policy_but_not_the_reference_copy(rank_results):
+    assert all(results["fsdp_gather_scope"] for results in rank_results)
 
 
 def test_budget_split_across_ranks():
