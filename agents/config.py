@@ -164,6 +164,10 @@ class ETPOConfig(_ActorCriticConfig):
     """Weight of the critic (soft-Q regression) loss added to the policy loss on the shared backbone."""
     critic_loss: str = "mse"
     """``mse`` (the paper's squared TD error) or ``huber`` (δ = 1, robust to -1 failure spikes)."""
+    td_lambda: float = 0.0
+    """λ of soft TD(λ) critic targets inside an action (``agents.etpo.soft_lambda_targets``, an extension): 0 is
+    the paper's one-step per-token backup, which moves an action's reward back by one token per target pass;
+    λ → 1 reaches the first tokens at once (more variance; biased when sampling is tempered or top-k)."""
     policy_loss: str = "exact"
     """``exact``: Σ_w π(w)[β log π(w) − β log π_ref(w) − Q(w)] (the paper). ``official``: the official code's
     mean_w(β log π(w) − Q(w).detach()), which has no π weighting, so the policy ignores the critic; kept only
@@ -174,6 +178,7 @@ class ETPOConfig(_ActorCriticConfig):
         _check(self.beta > 0, f"beta must be > 0 (it divides Q in π*), got {self.beta}")
         _check(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
         _check(self.critic_coef >= 0, f"critic_coef must be >= 0, got {self.critic_coef}")
+        _check(0.0 <= self.td_lambda <= 1.0, f"td_lambda must be in [0, 1], got {self.td_lambda}")
         _check(self.critic_loss in ("mse", "huber"), f"critic_loss must be 'mse' or 'huber', got {self.critic_loss!r}")
         _check(
             self.policy_loss in ("exact", "official"),

@@ -19,6 +19,9 @@ Policy improvement toward π* ∝ π_ref·exp(Q/β) (eq. 8), exactly over the vo
 with Q held fixed in this loss (its value weights the π_θ(w), so the gradient pulls π toward high-Q tokens).
 Exploring every token of the vocabulary at each of the L positions costs |V|·L, not |V|^L.
 
+EXTENSION (off by default, ``td_lambda > 0``): soft TD(λ) targets inside an action
+(:func:`soft_lambda_targets`), which carry the reward to an action's first tokens in one target pass.
+
 Symbols → names: β → ``beta``; Q → ``q`` (online head), Q̄ → ``q_target``; π → softmax(``logits``);
 π_ref → softmax(``ref_logits``); y → ``targets``; γ → ``gamma``; τ (Polyak) → ``tau``.
 
@@ -46,7 +49,15 @@ from agents.rollout import (
     segment_minibatches,
 )
 
-__all__ = ["ETPOConfig", "soft_values", "soft_bellman_targets", "critic_loss", "policy_loss", "update"]
+__all__ = [
+    "ETPOConfig",
+    "soft_values",
+    "soft_bellman_targets",
+    "soft_lambda_targets",
+    "critic_loss",
+    "policy_loss",
+    "update",
+]
 
 
 def soft_values(logits: torch.Tensor, ref_logits: torch.Tensor, q: torch.Tensor, beta: float) -> torch.Tensor:
@@ -86,6 +97,48 @@ def soft_bellman_targets(
     """
     next_values = torch.where(next_rows >= 0, state_values[next_rows.clamp(min=0)], torch.zeros_like(state_values))
     return rewards + discounts * next_values
+
+
+def soft_lambda_targets(
+    state_values: torch.Tensor,
+    taken_kl: torch.Tensor,
+    rewards: torch.Tensor,
+    discounts: torch.Tensor,
+    next_rows: torch.Tensor,
+    is_last: torch.Tensor,
+    td_lambda: float,
+) -> torch.Tensor:
+    """Soft TD(λ) targets inside each action; one-step backups across actions (an EXTENSION, not in the paper).
+
+    With π sampling the action, V(x_{j+1}) = E_w[Q(x_{j+1}, w) − β·log(π/π_ref)(w|x_{j+1})] has the sampled estimate
+    y_{j+1} − β·log(π/π_ref)(w^{j+2}|x_{j+1}), so inside an action (reward 0, discount 1)
+
+        y_j = (1 − λ)·V(x_{j+1}) + λ·(y_{j+1} − taken_kl_{j+1})
+
+    and on an action's last token y = r_t + γ(1 − done)·V(s_{t+1}) (:func:`soft_bellman_targets`). λ = 0 is the
+    paper's one-step per-token backup; λ → 1 carries the action's reward to its first tokens in one pass instead
+    of one token per pass, at the price of sampling variance and, when the behaviour policy is not π (temperature
+    ≠ 1, top-k), a bias (no importance correction).
+
+    Args:
+        state_values: (R,) soft values V (from :func:`soft_values` with Q̄).
+        taken_kl: (R,) β·(log π − log π_ref) of the token sampled at each row (0 on bootstrap rows).
+        rewards, discounts, next_rows: as in :func:`soft_bellman_targets`.
+        is_last: (R,) bool, the row's token ended its action.
+        td_lambda: λ in [0, 1].
+
+    Returns:
+        (R,) float32 targets.
+    """
+    targets = soft_bellman_targets(state_values, rewards, discounts, next_rows)
+    if td_lambda == 0:
+        return targets
+    inside = ((next_rows >= 0) & ~is_last).tolist()
+    values, kl, y = state_values.tolist(), taken_kl.tolist(), targets.tolist()
+    for r in reversed(range(len(y))):  # the next row of an intermediate token is r + 1: computed already
+        if inside[r]:
+            y[r] = (1 - td_lambda) * values[r + 1] + td_lambda * (y[r + 1] - kl[r + 1])
+    return torch.tensor(y, dtype=targets.dtype, device=targets.device)
 
 
 def critic_loss(
@@ -159,15 +212,20 @@ def compute_targets(
         (R,) float32.
     """
     state_values = torch.zeros(len(batch.row_segments), device=batch.row_rewards.device)
+    taken_kl = torch.zeros_like(state_values)  # β·log(π/π_ref) of the sampled token (for td_lambda > 0)
     with policy.full_parameters():
         for segment_ids in torch.arange(len(batch.prompt_lens)).split(chunk_size):
             rows, hidden, _ = forward_rows(policy, batch, segment_ids, with_ref=False)
-            ref_logits = policy.ref_logits_from_hidden(ref_hidden[rows])
-            q_target = policy.q_values(hidden, target=True)
-            state_values[rows] = soft_values(policy.logits(hidden), ref_logits, q_target, config.beta)
+            logits, ref_logits = policy.logits(hidden), policy.ref_logits_from_hidden(ref_hidden[rows])
+            state_values[rows] = soft_values(logits, ref_logits, policy.q_values(hidden, target=True), config.beta)
+            tokens = batch.row_tokens[rows, None]
+            log_ratio = F.log_softmax(logits, -1).gather(-1, tokens) - F.log_softmax(ref_logits, -1).gather(-1, tokens)
+            taken_kl[rows] = config.beta * log_ratio.squeeze(-1) * batch.row_mask[rows]
     # Intermediate tokens: the KL and ΣπQ̄ of the NEXT TOKEN POSITION of the same action (row r + 1).
     # DEVIATION: the official code reads the intermediate-token KL from the next env step instead.
-    return soft_bellman_targets(state_values, batch.row_rewards, row_discounts(batch, config.gamma), batch.row_next)
+    discounts = row_discounts(batch, config.gamma)
+    return soft_lambda_targets(state_values, taken_kl, batch.row_rewards, discounts, batch.row_next,
+                               batch.row_is_last, config.td_lambda)  # fmt: skip
 
 
 def update(

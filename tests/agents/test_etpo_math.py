@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from agents.etpo import critic_loss, policy_loss, soft_bellman_targets, soft_values
+from agents.etpo import critic_loss, policy_loss, soft_bellman_targets, soft_lambda_targets, soft_values
 
 BETA, GAMMA, V = 0.5, 0.9, 2
 
@@ -154,6 +154,36 @@ def test_targets_match_loop_reference():
         for r in range(num_rows)
     ]
     assert soft_bellman_targets(values, rewards, discounts, next_rows).tolist() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "td_lambda, expected",
+    [
+        (0.0, [0.5, 0.7, 0.8, -1 + 0.9 * 0.2, 0.0]),  # one-step: the next token's soft value
+        (1.0, [0.8 - 0.04 - 0.02, 0.8 - 0.04, 0.8, -1 + 0.9 * 0.2, 0.0]),  # the sampled soft return
+        (0.5, [0.5 * 0.5 + 0.5 * (0.73 - 0.02), 0.5 * 0.7 + 0.5 * (0.8 - 0.04), 0.8, -1 + 0.9 * 0.2, 0.0]),
+    ],
+)
+def test_lambda_targets_hand_computed(td_lambda, expected):
+    """Rows 0-2: a 3-token action, terminated with reward 0.8. Row 3: a failed 1-token action (reward -1, γ = 0.9)
+    whose next state is the bootstrap row 4: λ never reaches across an action's end."""
+    values = torch.tensor([0.3, 0.5, 0.7, 0.4, 0.2])
+    taken_kl = torch.tensor([0.01, 0.02, 0.04, 0.05, 0.0])
+    rewards = torch.tensor([0.0, 0.0, 0.8, -1.0, 0.0])
+    discounts = torch.tensor([1.0, 1.0, 0.0, 0.9, 0.0])
+    next_rows = torch.tensor([1, 2, -1, 4, -1])
+    is_last = torch.tensor([False, False, True, True, False])
+    targets = soft_lambda_targets(values, taken_kl, rewards, discounts, next_rows, is_last, td_lambda)
+    assert targets.tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_lambda_zero_is_the_one_step_backup():
+    g = torch.Generator().manual_seed(4)
+    values, rewards, kl = (torch.randn(30, generator=g) for _ in range(3))
+    discounts, next_rows = torch.rand(30, generator=g), torch.randint(-1, 30, (30,), generator=g)
+    is_last = torch.rand(30, generator=g) < 0.3
+    one_step = soft_bellman_targets(values, rewards, discounts, next_rows)
+    assert torch.equal(soft_lambda_targets(values, kl, rewards, discounts, next_rows, is_last, 0.0), one_step)
 
 
 def test_critic_loss_is_masked_squared_error():
