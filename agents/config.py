@@ -22,7 +22,8 @@ class RunConfig:
     """Settings shared by every agent: env, model, sampling, budget, optimiser, logging."""
 
     algo: str = "etpo"
-    """Agent name: ``etpo``, ``etpo-official-loss``, ``ppo``, ``reinforce`` or ``base`` (see ``agents.train``)."""
+    """Agent name: ``etpo``, ``etpo-official-loss``, ``etpo-td-lambda``, ``ppo``, ``reinforce`` or ``base`` (see
+    ``agents.train``)."""
     env_id: str = "ETPO-DataSci-v0"
     """Gymnasium id of the token-level env (one token per ``step``)."""
     dataset: str | list[str] | None = "pharyngitis"

@@ -61,6 +61,7 @@ def greedy_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 _BUILTIN: dict[str, str] = {
     "etpo": "agents.train:run_etpo",
     "etpo-official-loss": "agents.train:run_etpo_official_loss",
+    "etpo-td-lambda": "agents.train:run_etpo_td_lambda",
     "ppo": "agents.train:run_ppo",
     "reinforce": "agents.train:run_reinforce",
     "base": "agents.train:run_base",

@@ -51,6 +51,7 @@ class AgentSpec:
 ALGORITHMS: dict[str, AgentSpec] = {
     "etpo": AgentSpec(ETPOConfig, etpo.update, q_head=True),
     "etpo-official-loss": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("policy_loss", "official"),)),
+    "etpo-td-lambda": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("td_lambda", 0.95),)),
     "ppo": AgentSpec(PPOConfig, ppo.update, value_head=True),
     "reinforce": AgentSpec(ReinforceConfig, reinforce.update),
     "base": AgentSpec(BaseConfig, None),
@@ -420,6 +421,11 @@ def run_etpo(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs
 def run_etpo_official_loss(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
     """ETPO with the official code's policy loss (ablation); see :func:`run_agent`."""
     return run_agent("etpo-official-loss", env_kwargs, total_actions, seed, **kwargs)
+
+
+def run_etpo_td_lambda(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
+    """ETPO with soft TD(λ = 0.95) critic targets inside an action (extension); see :func:`run_agent`."""
+    return run_agent("etpo-td-lambda", env_kwargs, total_actions, seed, **kwargs)
 
 
 def run_ppo(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:

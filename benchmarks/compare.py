@@ -12,8 +12,8 @@ the best agent and a Welch t-test against the runner-up) and ``curves.png`` (tra
 mean with a 95% CI band over seeds), plus ``curves_kl_ref.png`` and ``curves_entropy.png`` for the agents that log
 them. It exits non-zero if a cell failed.
 
-Agents are looked up in ``agents.registry`` (``etpo``, ``etpo-official-loss``, ``ppo``, ``reinforce``, ``base``,
-``sb3-ppo``, ``sb3-a2c``, or anything registered / given as ``module:function``).
+Agents are looked up in ``agents.registry`` (``etpo``, ``etpo-official-loss``, ``etpo-td-lambda``, ``ppo``,
+``reinforce``, ``base``, ``sb3-ppo``, ``sb3-a2c``, or anything registered / given as ``module:function``).
 """
 
 from __future__ import annotations
