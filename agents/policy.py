@@ -456,11 +456,12 @@ def apply_gradients(
 ) -> float:
     """Backward, clip, step. Returns the pre-clip gradient norm.
 
-    Reduction across ranks: ``loss`` is a mean over this rank's ``num_tokens`` sampled tokens. DDP averages the
-    ranks' gradients, so the loss is first multiplied by ``num_tokens · world_size / global_num_tokens``: the
-    averaged gradient is then the gradient of the mean over ALL ranks' tokens, the same as one process computing
-    the loss on the combined batch. One all-reduce per step carries the token count and a non-finite flag, so
-    every rank raises together. Single process, or ``num_tokens=None``: the loss is used as is.
+    Reduction across ranks: ``loss`` is a mean over this rank's ``num_tokens`` sampled tokens. DDP (all-reduce)
+    and FSDP (reduce-scatter) average the ranks' gradients, so the loss is first multiplied by
+    ``num_tokens · world_size / global_num_tokens``: the averaged gradient is then the gradient of the mean over
+    ALL ranks' tokens, the same as one process computing the loss on the combined batch. One all-reduce per step
+    carries the token count and a non-finite flag, so every rank raises together. Single process, or
+    ``num_tokens=None``: the loss is used as is.
 
     Raises:
         FloatingPointError: the loss or the gradient norm is NaN/inf (names the loss; the caller adds the step).
