@@ -379,6 +379,10 @@ class _Dataset:
         self.train_idx = np.frombuffer(buffers[3], np.int64).reshape(num_splits, -1)
         self.eval_idx = np.frombuffer(buffers[4], np.int64).reshape(num_splits, -1)
 
+    def result_sizes(self, split: int) -> list[int]:
+        """Bytes of a split's float64 probabilities: ``[eval rows x classes, test rows x classes]``."""
+        return [len(self.eval_idx[split]) * self.num_classes * 8, len(self.x_test) * self.num_classes * 8]
+
 
 class _Server:
     def __init__(self, init: dict, read_fd: int, write_fd: int):
@@ -463,9 +467,8 @@ class _Server:
             finally:
                 os._exit(status)
         os.close(write_fd)
-        expected = (len(data.eval_idx[split]) + len(data.x_test)) * data.num_classes * 8
         return {"pid": pid, "fd": read_fd, "split": split, "workdir": workdir, "output": b"",
-                "max_bytes": expected + MESSAGE_MAX_HEADER_BYTES}  # fmt: skip
+                "max_bytes": sum(data.result_sizes(split)) + MESSAGE_MAX_HEADER_BYTES}  # fmt: skip
 
     def finish(self, child: dict, data: _Dataset, too_large: bool, kill: bool = False) -> tuple:
         """Reap a child (killing its whole process group) and turn its output into an outcome."""
@@ -573,9 +576,7 @@ def _child_outcome(child: dict, data: _Dataset, status: int) -> tuple:
         try:
             header, buffers = decode_message(child["output"])
             if header.get("ok") is True:
-                sizes = [len(data.eval_idx[child["split"]]) * data.num_classes * 8,
-                         len(data.x_test) * data.num_classes * 8]  # fmt: skip
-                if [len(b) for b in buffers] == sizes:
+                if [len(b) for b in buffers] == data.result_sizes(child["split"]):
                     return ("ok", tuple(bytes(b) for b in buffers))
             elif header.get("ok") is False:
                 error_type = str(header.get("error_type"))[:100]
