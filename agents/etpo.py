@@ -218,9 +218,10 @@ def compute_targets(
             rows, hidden, _ = forward_rows(policy, batch, segment_ids, with_ref=False)
             logits, ref_logits = policy.logits(hidden), policy.ref_logits_from_hidden(ref_hidden[rows])
             state_values[rows] = soft_values(logits, ref_logits, policy.q_values(hidden, target=True), config.beta)
-            tokens = batch.row_tokens[rows, None]
-            log_ratio = F.log_softmax(logits, -1).gather(-1, tokens) - F.log_softmax(ref_logits, -1).gather(-1, tokens)
-            taken_kl[rows] = config.beta * log_ratio.squeeze(-1) * batch.row_mask[rows]
+            if config.td_lambda > 0:  # the one-step backup does not read it: skip two vocabulary-wide softmaxes
+                taken = batch.row_tokens[rows, None]
+                log_ratio = (F.log_softmax(logits, -1) - F.log_softmax(ref_logits, -1)).gather(-1, taken).squeeze(-1)
+                taken_kl[rows] = config.beta * log_ratio * batch.row_mask[rows]
     # Intermediate tokens: the KL and ΣπQ̄ of the NEXT TOKEN POSITION of the same action (row r + 1).
     # DEVIATION: the official code reads the intermediate-token KL from the next env step instead.
     discounts = row_discounts(batch, config.gamma)

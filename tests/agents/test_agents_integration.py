@@ -75,7 +75,7 @@ def _trainable(path: str) -> dict[str, torch.Tensor]:
     return torch.load(os.path.join(path, "checkpoint.pt"), weights_only=False)["policy"]
 
 
-@pytest.mark.parametrize("algo", ["etpo", "ppo", "reinforce", "base"])
+@pytest.mark.parametrize("algo", ["etpo", "etpo-td-lambda", "ppo", "reinforce", "base"])
 def test_short_training_run(algo, model_dir, executor, tmp_path):
     final = train(_run(model_dir, executor, tmp_path, algo=algo))
     assert final["num_actions"] >= 2 and final["num_tokens"] >= 2
@@ -88,7 +88,7 @@ def test_short_training_run(algo, model_dir, executor, tmp_path):
     trained = _trainable(str(tmp_path))
     changed = any(not torch.equal(v, trained[f"model.{k}"]) for k, v in initial.state_dict().items())
     assert changed == (algo != "base")
-    if algo == "etpo":
+    if algo.startswith("etpo"):
         assert trained["q_head.weight"].abs().sum() > 0
         assert not torch.equal(trained["q_head.weight"], trained["target_q_head.weight"])
 
