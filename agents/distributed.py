@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,29 @@ class Ranks:
         """Wait for every rank (e.g. before rank 0 reads what all ranks finished)."""
         if self.accelerator is not None:
             self.accelerator.wait_for_everyone()
+
+
+def launch_local(function: Callable[..., Any], args: tuple = (), world_size: int = 2) -> None:
+    """Run ``function(rank, *args)`` in ``world_size`` local processes wired for ``torch.distributed`` (rank,
+    world size and a free loopback port in the environment, as a launcher sets them), and wait for all of them.
+
+    For testing the distributed path on one machine (``setup("cpu")`` inside ``function`` joins a ``gloo`` group).
+    ``function`` and ``args`` must be picklable (a module-level function).
+    """
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_local_rank, args=(world_size, port, function, args), nprocs=world_size, join=True)
+
+
+def _local_rank(rank: int, world_size: int, port: int, function: Callable[..., Any], args: tuple) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))  # fmt: skip
+    function(rank, *args)
 
 
 def launched_world_size() -> int:

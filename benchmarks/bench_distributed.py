@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -29,7 +28,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.multiprocessing as mp
 from _bench_common import add_model_size_argument, env_prompt, load_model, make_batch, markdown_table
 
 MODES = ("ddp", "fsdp")
@@ -53,9 +51,7 @@ def training_state_mb(policy: Any, optimizer: torch.optim.Optimizer) -> dict[str
             "sampling_params_mb": (params + gathered) / 2**20}  # fmt: skip
 
 
-def _rank_main(rank: int, world_size: int, port: int, args: argparse.Namespace, out_path: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))  # fmt: skip
+def _rank_main(rank: int, world_size: int, args: argparse.Namespace, out_path: str) -> None:
     from agents import distributed, etpo
     from agents.config import ETPOConfig
     from agents.policy import Policy
@@ -89,12 +85,6 @@ def _rank_main(rank: int, world_size: int, port: int, args: argparse.Namespace, 
     ranks.barrier()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_model_size_argument(parser)
@@ -108,9 +98,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the ranks; rank 0's figures: ``{"ddp": {...}, "fsdp": {...}, "model": ..., ...}``."""
+    from agents import distributed
+
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, "result.json")
-        mp.spawn(_rank_main, args=(args.world_size, _free_port(), args, out_path), nprocs=args.world_size, join=True)
+        distributed.launch_local(_rank_main, (args.world_size, args, out_path), args.world_size)
         with open(out_path) as f:
             return json.load(f)
 

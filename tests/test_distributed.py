@@ -10,13 +10,11 @@ differences.
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
-from agents import etpo, ppo, reinforce
+from agents import distributed, etpo, ppo, reinforce
 from agents.config import ETPOConfig, PPOConfig, ReinforceConfig
 from agents.policy import Policy
 from agents.rollout import Batch, _Segment, _to_batch
@@ -82,12 +80,8 @@ def _update(algo: str, batch: Batch, policy: Policy) -> dict[str, torch.Tensor]:
     return {**{k: v.detach().clone() for k, v in weights.items()}, "grad_norm": torch.tensor(metrics["grad_norm"])}
 
 
-def _rank_main(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))  # fmt: skip
+def _rank_main(rank: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    from agents import distributed
-
     ranks = distributed.setup("cpu")
     assert (ranks.rank, ranks.world_size) == (rank, WORLD_SIZE)
     results = {}
@@ -143,16 +137,10 @@ def _sampling_gathers_the_policy_only(policy: Policy) -> bool:
     return is_shard(layer_weight(policy.model)) and is_shard(layer_weight(policy.ref_model))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def rank_results(tmp_path_factory) -> list[dict]:
     out_dir = str(tmp_path_factory.mktemp("ddp"))
-    mp.spawn(_rank_main, args=(_free_port(), out_dir), nprocs=WORLD_SIZE, join=True)
+    distributed.launch_local(_rank_main, (out_dir,), WORLD_SIZE)
     return [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD_SIZE)]
 
 
@@ -194,9 +182,7 @@ def test_budget_split_across_ranks():
     assert two.seed_offset(num_envs=3) == 3
 
 
-def _train_rank(rank: int, port: int, run_kwargs: dict) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))  # fmt: skip
+def _train_rank(rank: int, run_kwargs: dict) -> None:
     torch.set_num_threads(1)
     from agents.config import RunConfig
     from agents.train import train
@@ -205,7 +191,7 @@ def _train_rank(rank: int, port: int, run_kwargs: dict) -> None:
 
 
 def _train_two_ranks(**run_kwargs) -> None:
-    mp.spawn(_train_rank, args=(_free_port(), run_kwargs), nprocs=WORLD_SIZE, join=True)
+    distributed.launch_local(_train_rank, (run_kwargs,), WORLD_SIZE)
 
 
 @pytest.mark.parametrize("algo, use_lora", [("etpo", False), ("ppo", True)])
