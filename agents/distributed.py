@@ -93,7 +93,13 @@ class Ranks:
 
     def barrier(self) -> None:
         """Wait for every rank (e.g. before rank 0 reads what all ranks finished)."""
-        if self.accelerator is not None:
+        if self.accelerator is None:
+            return
+        if self.accelerator.device.type == "cpu":
+            # accelerate's wait_for_everyone passes device_ids=[local rank], which selects a GPU even for the gloo
+            # ranks of a CPU job on a GPU machine (rank 1 of a 1-GPU box fails with "invalid device ordinal").
+            torch.distributed.barrier()
+        else:
             self.accelerator.wait_for_everyone()
 
 

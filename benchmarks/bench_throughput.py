@@ -10,6 +10,7 @@ Llama of the same class (hidden 256, 4 layers, the env's 2048-token vocabulary).
 model writes garbage code that fails fast, so its numbers weigh generation more than execution.
 
     python benchmarks/bench_throughput.py --envs 1 2 4 --lookahead 1 64 --actions 24 --out runs/throughput.jsonl
+    python benchmarks/bench_throughput.py --device cuda --envs 1 4 8 --lookahead 1 64   # sampling on a GPU
 """
 
 from __future__ import annotations
@@ -73,14 +74,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-action-tokens", type=int, default=64)
     parser.add_argument("--dataset", default="pharyngitis")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="where the policy samples: cpu, cuda or auto")
     parser.add_argument("--out", default=None, help="append one JSON line per cell")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp_dir:
         path, description = model_path(tmp_dir)
         model, tokenizer = load_policy(path)
-        policy = Policy(model, tokenizer, device="cpu")
+        policy = Policy(model, tokenizer, device=args.device)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"model: {description}; {os.cpu_count()} CPU cores; torch threads {torch.get_num_threads()}")
+    print(f"model: {description} on {policy.device_}; {os.cpu_count()} CPU cores; torch threads {torch.get_num_threads()}")
     print("| envs | look-ahead | splits/env | actions | s | actions/min | tokens/s | success |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for num_envs in args.envs:
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
                   f"{row['success_rate']:.2f} |", flush=True)  # fmt: skip
             if args.out:
                 with open(args.out, "a") as f:
-                    f.write(json.dumps({**row, "model": description, "commit": commit, "device": "cpu",
+                    f.write(json.dumps({**row, "model": description, "commit": commit, "device": str(policy.device_),
                                         "max_action_tokens": args.max_action_tokens}) + "\n")  # fmt: skip
 
 

@@ -47,7 +47,7 @@ def test_sigkill_mid_training_then_resume_continues(tiny_model_dir, tmp_path):
     killed_at = csv_steps(metrics)
     assert 3 <= len(killed_at) < TOTAL_STEPS
 
-    checkpoint = torch.load(os.path.join(output_dir, "checkpoint.pt"), weights_only=False)
+    checkpoint = torch.load(os.path.join(output_dir, "checkpoint.pt"), map_location="cpu", weights_only=False)
     saved = checkpoint["progress"]["env_actions"]
     assert saved >= 2 and checkpoint["optimizer"] is not None and len(checkpoint["rng"]["samplers"]) == 1
 
@@ -55,5 +55,5 @@ def test_sigkill_mid_training_then_resume_continues(tiny_model_dir, tmp_path):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     steps = csv_steps(metrics)
     assert steps == list(range(1, TOTAL_STEPS + 1)), steps  # every update logged once, in order, none lost or repeated
-    final = torch.load(os.path.join(output_dir, "checkpoint.pt"), weights_only=False)
+    final = torch.load(os.path.join(output_dir, "checkpoint.pt"), map_location="cpu", weights_only=False)
     assert final["progress"]["env_actions"] == TOTAL_STEPS and final["progress"]["updates"] == TOTAL_STEPS

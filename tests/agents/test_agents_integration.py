@@ -72,7 +72,7 @@ def test_rollout_batch_layout_and_cached_logprobs(model_dir, executor):
 
 
 def _trainable(path: str) -> dict[str, torch.Tensor]:
-    return torch.load(os.path.join(path, "checkpoint.pt"), weights_only=False)["policy"]
+    return torch.load(os.path.join(path, "checkpoint.pt"), map_location="cpu", weights_only=False)["policy"]
 
 
 @pytest.mark.parametrize("algo", ["etpo", "etpo-td-lambda", "ppo", "reinforce", "base"])
@@ -130,7 +130,7 @@ def test_cli_arguments(model_dir):
     policy = build_policy(run, run.algo)
     q_head = policy.q_head  # hidden -> 8 -> vocabulary, zero output at initialisation
     assert [layer.out_features for layer in q_head] == [8, policy.model.get_output_embeddings().out_features]
-    assert float(q_head(torch.randn(3, q_head[0].in_features)).abs().max()) == 0.0
+    assert float(q_head(torch.randn(3, q_head[0].in_features, device=policy.device_)).abs().max()) == 0.0
     with pytest.raises(ValueError, match="q_rank must be"):
         RunConfig(q_rank=0)
     with pytest.raises(ValueError, match="beta must be > 0"):
@@ -145,7 +145,7 @@ def test_lora_reference_is_the_adapter_disabled_base(model_dir, executor, tmp_pa
     assert policy.ref_model is None  # no copy of the weights
     envs = gym.make_vec("ETPO-DataSci-v0", num_envs=1, dataset="pharyngitis", tokenizer=tokenizer,
                         max_action_tokens=6, executor=executor)  # fmt: skip
-    batch = RolloutCollector(envs, policy, seed=0).collect(2)
+    batch = RolloutCollector(envs, policy, seed=0).collect(2).to(policy.device_)
     envs.close()
     segments = torch.arange(batch.num_actions)
     from agents.rollout import forward_rows
