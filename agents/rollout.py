@@ -443,7 +443,7 @@ def segment_minibatches(
     Splitting by action keeps an action's tokens together (one forward pass each); bootstrap segments only feed
     targets and are never in a minibatch.
     """
-    device = generator.device if generator is not None else None  # the collector's generator lives on the policy's device
+    device = generator.device if generator is not None else None  # the collector's generator is on the policy's
     order = torch.randperm(batch.num_actions, generator=generator, device=device).cpu()
     return [chunk for chunk in torch.tensor_split(order, min(num_minibatches, batch.num_actions)) if len(chunk)]
 

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         model, tokenizer = load_policy(path)
         policy = Policy(model, tokenizer, device=args.device)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"model: {description} on {policy.device_}; {os.cpu_count()} CPU cores; torch threads {torch.get_num_threads()}")
+    threads = torch.get_num_threads()
+    print(f"model: {description} on {policy.device_}; {os.cpu_count()} CPU cores; torch threads {threads}")
     print("| envs | look-ahead | splits/env | actions | s | actions/min | tokens/s | success |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for num_envs in args.envs:
