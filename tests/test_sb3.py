@@ -86,7 +86,9 @@ def test_policy_is_the_lm_next_token_distribution_at_the_last_real_token(vec_env
         logits = agent.policy.get_distribution(tensors).distribution.logits  # (2, V), normalised
         lm = agent.policy.features_extractor.lm
         for row, length in enumerate(lengths):  # each row alone: only its real tokens, no padding, no mask
-            expected = lm(input_ids=torch.as_tensor(batch["input_ids"][row : row + 1, :length], device=lm.device)).logits[0, -1]
+            expected = lm(
+                input_ids=torch.as_tensor(batch["input_ids"][row : row + 1, :length], device=lm.device)
+            ).logits[0, -1]
             torch.testing.assert_close(logits[row], torch.log_softmax(expected, dim=-1), atol=1e-5, rtol=1e-5)
         assert agent.policy.predict_values(tensors).shape == (2, 1)
 
