@@ -45,8 +45,8 @@ class RunConfig:
     actions_per_rollout: int = 8
     """Completed env actions per update (the rollout length, in actions). Unfinished actions carry over."""
     temperature: float = 1.0
-    """Sampling temperature of the behaviour policy; ``0`` is greedy. The paper sampled at 0.5; 1.0 keeps the
-    behaviour equal to π so PPO/REINFORCE stay on-policy. ETPO's targets always use the untempered π."""
+    """Sampling temperature of the behaviour policy; ``0`` is greedy (``base`` agent only). The paper sampled at
+    0.5; 1.0 keeps the behaviour equal to π so PPO/REINFORCE stay on-policy. ETPO's targets use the untempered π."""
     top_k: int | None = None
     """Sample from the k most likely tokens only (the paper: 50); ``None`` samples from the whole vocabulary."""
     max_turns: int = 5
@@ -111,6 +111,11 @@ class RunConfig:
         )
         _check(self.actions_per_rollout >= 1, f"actions_per_rollout must be >= 1, got {self.actions_per_rollout}")
         _check(self.temperature >= 0, f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        _check(
+            self.temperature > 0 or self.algo == "base",
+            f"temperature 0 (greedy) only suits the base agent: {self.algo} learns from sampled tokens (PPO's "
+            "ratio needs their sampling probabilities, and greedy rollouts explore nothing)",
+        )
         _check(self.top_k is None or self.top_k >= 1, f"top_k must be None or >= 1, got {self.top_k}")
         _check(self.max_turns >= 1, f"max_turns must be >= 1, got {self.max_turns}")
         _check(self.max_action_tokens >= 1, f"max_action_tokens must be >= 1, got {self.max_action_tokens}")

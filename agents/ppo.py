@@ -38,7 +38,12 @@ def kl_penalized_rewards(
 
 
 def gae(
-    rewards: torch.Tensor, values: torch.Tensor, discounts: torch.Tensor, next_rows: torch.Tensor, gae_lambda: float
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    discounts: torch.Tensor,
+    next_rows: torch.Tensor,
+    gae_lambda: float,
+    sampled: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over a chain of rows given by ``next_rows`` (next > current, or -1).
 
@@ -48,13 +53,18 @@ def gae(
         discounts: (R,) d_r (0 where ``next_rows`` is -1).
         next_rows: (R,) int64.
         gae_lambda: λ.
+        sampled: (R,) bool, the rows of sampled tokens. Any other row is a bootstrap row (the prompt of a state
+            after a truncated episode or the rollout's end): it only lends V(s_{t+1}) to its predecessor's δ and
+            its advantage is 0, so the predecessor's A is its δ alone.
 
     Returns:
         ``(advantages, returns)``, both (R,) float32.
     """
-    r, v, d, nxt = rewards.tolist(), values.tolist(), discounts.tolist(), next_rows.tolist()
+    r, v, d, nxt, real = rewards.tolist(), values.tolist(), discounts.tolist(), next_rows.tolist(), sampled.tolist()
     advantages = [0.0] * len(r)
     for k in range(len(r) - 1, -1, -1):  # next rows always come later, so one backward sweep suffices
+        if not real[k]:
+            continue
         n = nxt[k]
         next_value, next_advantage = (v[n], advantages[n]) if n >= 0 else (0.0, 0.0)
         delta = r[k] + d[k] * next_value - v[k]
@@ -116,7 +126,8 @@ def compute_advantages(
             logprobs[rows] = _token_logprobs(policy.logits(hidden), tokens, temperature)[0]
             ref_logprobs[rows] = _token_logprobs(ref_logits, tokens, temperature)[0]
     rewards = kl_penalized_rewards(batch.row_rewards, logprobs, ref_logprobs, batch.row_mask, config.kl_coef)
-    advantages, returns = gae(rewards, values, row_discounts(batch, config.gamma), batch.row_next, config.gae_lambda)
+    discounts = row_discounts(batch, config.gamma)
+    advantages, returns = gae(rewards, values, discounts, batch.row_next, config.gae_lambda, batch.row_mask)
     if config.normalize_advantage:
         mask = batch.row_mask
         mean = masked_mean(advantages, mask)

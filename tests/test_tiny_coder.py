@@ -28,9 +28,12 @@ CODE_SAMPLES = [
 
 @pytest.fixture(scope="module")
 def shipped():
-    model = transformers.AutoModelForCausalLM.from_pretrained(ASSET_DIR, local_files_only=True)
+    """The packaged model, loaded by its name the way users do (offline)."""
+    from agents import load_policy
+
+    model, tokenizer = load_policy("etpo-tiny-coder")
+    assert os.path.samefile(model.name_or_path, ASSET_DIR)
     model.eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(ASSET_DIR, local_files_only=True)
     return model, tokenizer
 
 
@@ -115,8 +118,8 @@ def test_generates_through_the_env_token_by_token(shipped):
 def test_fixed_seed_sample_reaches_the_card_executable_rate(shipped):
     model, tokenizer = shipped
     with open(os.path.join(ASSET_DIR, "evaluation.json")) as handle:
-        card_rate = json.load(handle)["summary"]["executable_rate"]
+        card_rate = json.load(handle)["summary"]["per_dataset"]["kidney_stone"]["executable_rate"]
     records = evaluate.evaluate_dataset(model, tokenizer, load_dataset("kidney_stone"), num_samples=30, seed=0)
     rate = np.mean(["auc" in r for r in records])
-    assert abs(rate - card_rate) <= 0.2, (rate, card_rate)
+    assert abs(rate - card_rate) <= 0.15, (rate, card_rate)  # ~2.5 binomial σ at n = 30
     assert len({r["family"] for r in records}) >= 4

@@ -1,6 +1,6 @@
 """Train etpo-tiny-coder, the project's embedded default policy, from scratch on the generated corpus.
 
-    python -m agents.tiny_coder.train                      # ~20-25 min on 2 CPU cores, writes the shipped model
+    python -m agents.tiny_coder.train                      # writes the shipped model (time: MODEL_CARD.md)
     python -m agents.tiny_coder.train --train-tokenizer    # also regenerate etpo_gym/assets/tokenizer.json
 
 Steps: generate ``--num-examples`` (prompt, body) pairs with :mod:`agents.tiny_coder.corpus`; tokenize them the
@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="seed of the corpus, the init and the batch order")
     parser.add_argument("--num-examples", type=int, default=24_000, help="generated (prompt, body) pairs")
-    parser.add_argument("--num-steps", type=int, default=2_600, help="optimizer steps (fixed, for a bounded time)")
+    parser.add_argument("--num-steps", type=int, default=2_200, help="optimizer steps (fixed, for a bounded time)")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per step, bucketed by length")
     parser.add_argument("--learning-rate", type=float, default=2e-3, help="peak AdamW learning rate")
     parser.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up, then cosine decay to 10%%")

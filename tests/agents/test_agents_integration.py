@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import etpo_gym  # noqa: F401
-from agents.config import ETPOConfig, RunConfig
+from agents.config import ETPOConfig, ReinforceConfig, RunConfig
 from agents.policy import Policy, load_policy
 from agents.rollout import RolloutCollector, row_discounts
 from agents.train import build_policy, parse_args, train
@@ -45,8 +45,10 @@ def test_rollout_batch_layout_and_cached_logprobs(model_dir, executor):
     assert n >= 5 and collector.total_actions == n
     assert batch.action_lens[:n].min() >= 1 and (batch.action_lens[n:] == 0).all()
     assert len(batch.row_segments) == int(batch.action_lens.sum()) + (len(batch.prompt_lens) - n)
-    # Nothing of size tokens x vocabulary is stored.
-    assert all(t.ndim <= 2 for t in batch.__dict__.values() if isinstance(t, torch.Tensor))
+    # Nothing of size tokens x vocabulary is stored: no tensor has a vocabulary axis.
+    vocab = model.get_output_embeddings().out_features
+    tensors = [t for t in batch.__dict__.values() if isinstance(t, torch.Tensor)]
+    assert all(t.ndim <= 2 and vocab not in t.shape for t in tensors)
     # KV-cached behaviour log-probabilities equal a full re-encode (T = 1, no top-k: μ = π).
     with torch.no_grad():
         for k in range(n):
@@ -93,11 +95,30 @@ def test_short_training_run(algo, model_dir, executor, tmp_path):
         assert not torch.equal(trained["q_head.weight"], trained["target_q_head.weight"])
 
 
-def test_resume_continues_from_saved_step(model_dir, executor, tmp_path):
-    first = train(_run(model_dir, executor, tmp_path, total_steps=2))
+def _adam_steps(path: str) -> float:
+    state = torch.load(os.path.join(path, "checkpoint.pt"), map_location="cpu", weights_only=False)
+    return max(float(s["step"]) for s in state["optimizer"]["state"].values())
+
+
+@pytest.mark.parametrize("algo", ["etpo", "ppo", "reinforce"])
+def test_resume_continues_from_saved_step(algo, model_dir, executor, tmp_path, monkeypatch):
+    import agents.reinforce
+
+    algo_config = ReinforceConfig(baseline="running") if algo == "reinforce" else None
+    first = train(_run(model_dir, executor, tmp_path, algo=algo, total_steps=2), algo_config)
     assert first["num_actions"] == 2
-    resumed = train(_run(model_dir, executor, tmp_path, total_steps=4, resume=True))
+    steps_first = _adam_steps(str(tmp_path))
+    saved = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)["algo_state"]
+    running_means = []
+    original = agents.reinforce.baselines
+    monkeypatch.setattr(
+        agents.reinforce, "baselines", lambda r, kind, m=None: running_means.append(m) or original(r, kind, m)
+    )
+    resumed = train(_run(model_dir, executor, tmp_path, algo=algo, total_steps=4, resume=True), algo_config)
     assert resumed["num_actions"] == 4 and resumed["updates"] == 2
+    assert _adam_steps(str(tmp_path)) == 2 * steps_first  # Adam's moments and step count were restored
+    if algo == "reinforce":  # the resumed update's baseline is the saved running mean
+        assert saved["running_mean"] is not None and running_means == [saved["running_mean"]]
     with open(tmp_path / "metrics.csv") as f:
         assert [int(row["env_actions"]) for row in csv.DictReader(f)] == [2, 4]
 
@@ -133,6 +154,9 @@ def test_cli_arguments(model_dir):
     assert float(q_head(torch.randn(3, q_head[0].in_features, device=policy.device_)).abs().max()) == 0.0
     with pytest.raises(ValueError, match="q_rank must be"):
         RunConfig(q_rank=0)
+    with pytest.raises(ValueError, match="only suits the base agent"):
+        RunConfig(algo="ppo", temperature=0)
+    assert RunConfig(algo="base", temperature=0).temperature == 0
     with pytest.raises(ValueError, match="beta must be > 0"):
         ETPOConfig(beta=0)
 

@@ -24,9 +24,24 @@ def test_gae_hand_computed_two_actions():
     a2 = d2 + lam * a3
     a1 = d1 + 0.5 * lam * a2
     a0 = d0 + lam * a1
-    advantages, returns = gae(rewards, values, discounts, next_rows, lam)
+    advantages, returns = gae(rewards, values, discounts, next_rows, lam, torch.ones(4, dtype=torch.bool))
     assert advantages.tolist() == pytest.approx([a0, a1, a2, a3], abs=1e-6)
     assert returns.tolist() == pytest.approx([a0 + 0.1, a1 + 0.2, a2 + 0.3, a3 + 0.4], abs=1e-6)
+
+
+def test_gae_bootstrap_row_lends_its_value_but_no_advantage():
+    """A truncated episode: the action's last token (row 1) continues to a bootstrap row (row 2, the next state's
+    prompt, never sampled). A_1 = δ_1 = r + γ·V(s') − V(x_1); the bootstrap row's own "advantage" −V(s') must not
+    leak into it."""
+    rewards = torch.tensor([0.0, 1.0, 0.0])
+    values = torch.tensor([0.1, 0.2, 0.5])
+    discounts = torch.tensor([1.0, 0.9, 0.0])
+    sampled = torch.tensor([True, True, False])
+    advantages, returns = gae(rewards, values, discounts, torch.tensor([1, 2, -1]), 0.95, sampled)
+    a1 = 1.0 + 0.9 * 0.5 - 0.2
+    a0 = 0.0 + 0.2 - 0.1 + 0.95 * a1
+    assert advantages.tolist() == pytest.approx([a0, a1, 0.0], abs=1e-6)
+    assert returns[:2].tolist() == pytest.approx([a0 + 0.1, a1 + 0.2], abs=1e-6)
 
 
 def test_gae_lambda_one_gamma_one_is_return_minus_value():
@@ -34,7 +49,9 @@ def test_gae_lambda_one_gamma_one_is_return_minus_value():
     g = torch.Generator().manual_seed(0)
     rewards, values = torch.randn(6, generator=g), torch.randn(6, generator=g)
     discounts = torch.tensor([1.0] * 5 + [0.0])
-    advantages, _ = gae(rewards, values, discounts, torch.tensor([1, 2, 3, 4, 5, -1]), 1.0)
+    advantages, _ = gae(
+        rewards, values, discounts, torch.tensor([1, 2, 3, 4, 5, -1]), 1.0, torch.ones(6, dtype=torch.bool)
+    )
     expected = rewards.flip(0).cumsum(0).flip(0) - values
     torch.testing.assert_close(advantages, expected)
 

@@ -191,3 +191,20 @@ def test_critic_loss_is_masked_squared_error():
     loss, metrics = critic_loss(q_taken, targets, torch.tensor([True, True, False]))
     assert float(loss) == pytest.approx(2.5)
     assert metrics["td_error"] == pytest.approx(1.5)
+
+
+def test_polyak_update_is_a_lerp_of_the_head():
+    """Q̄ ← (1 − τ)·Q̄ + τ·Q, on the target head only."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from agents.policy import Policy
+
+    config = LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)  # fmt: skip
+    policy = Policy(LlamaForCausalLM(config), None, q_head=True, device="cpu")
+    with torch.no_grad():
+        policy.q_head.weight.fill_(1.0)
+        policy.target_q_head.weight.fill_(3.0)
+    policy.polyak_update(0.25)
+    assert torch.allclose(policy.target_q_head.weight, torch.full_like(policy.target_q_head.weight, 2.5))
+    assert torch.equal(policy.q_head.weight, torch.ones_like(policy.q_head.weight))
