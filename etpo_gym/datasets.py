@@ -12,7 +12,7 @@ Three sources, one result type (:class:`TabularDataset`):
 Preprocessing follows the paper's loaders (``data_utils.py`` of the official code), step by step:
 
 1. drop the id column;
-2. drop every row with a NaN (``dropna``);
+2. drop every row with a NaN (``dropna``) or, in user data, a ±inf;
 3. keep the first 2,000 rows (``max_rows``) -- the paper caps health_insurance and spaceship_titanic, CAAFE caps
    every OpenML set;
 4. label-encode every non-numeric feature column (ordinal codes, sorted category order, as ``LabelEncoder``);
@@ -231,6 +231,8 @@ def _load_user(dataset, *, target, description, name, max_rows) -> TabularDatase
         name = name or "custom"
     else:
         path = os.fspath(dataset)
+        if os.path.isdir(path):
+            raise DatasetError(f"dataset path {path!r} is a directory; pass a CSV file")
         if not os.path.isfile(path):
             raise DatasetError(f"dataset file {path!r} does not exist")
         try:
@@ -244,17 +246,26 @@ def _load_user(dataset, *, target, description, name, max_rows) -> TabularDatase
     return _preprocess(frame, target, name, title, description or "", max_rows)
 
 
-def _read_csv(path: str, max_rows: int = 200_000) -> pd.DataFrame:
-    """The first ``max_rows`` rows of a CSV/TSV (optionally gzipped) with its separator sniffed from the start of the
-    file, as ``sep=None`` does, but parsed by pandas' C engine with exact float round trip (the python engine that
-    ``sep=None`` needs rounds the last digit on some pandas versions, and is slow on big files)."""
+def _read_csv(path: str, max_rows: int = 200_000, max_header_bytes: int = 64 * 1024) -> pd.DataFrame:
+    """The first ``max_rows`` rows of a CSV/TSV (optionally gzipped) with its separator sniffed from the header line,
+    as ``sep=None`` does, but parsed by pandas' C engine with exact float round trip (the python engine that
+    ``sep=None`` needs rounds the last digit on some pandas versions, and is slow on big files).
+
+    Raises:
+        ValueError: the header line is longer than ``max_header_bytes`` (thousands of columns: not a tabular
+            classification task, and parsing such a file can take minutes).
+    """
     with (gzip.open if path.endswith(".gz") else open)(path, "rt", newline="", errors="replace") as handle:
-        sample = handle.read(64 * 1024)
+        sample = handle.read(max_header_bytes)
+    header = sample.split("\n", 1)[0]
+    if len(header) == len(sample) == max_header_bytes:
+        raise ValueError(f"its header line is longer than {max_header_bytes // 1024} KiB (too many columns)")
     try:
-        separator = csv.Sniffer().sniff(sample.split("\n", 1)[0], delimiters=",;\t|").delimiter
+        separator = csv.Sniffer().sniff(header, delimiters=",;\t|").delimiter
     except csv.Error:
         separator = ","
-    return pd.read_csv(path, sep=separator, nrows=max_rows, float_precision="round_trip")
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}  # pandas 3: default
+    return pd.read_csv(path, sep=separator, nrows=max_rows, **exact)
 
 
 def _load_sklearn(dataset: str, max_rows: int) -> TabularDataset:
@@ -306,6 +317,7 @@ def _preprocess(
         raise DatasetError(f"target column {target!r} not in dataset {name!r}; columns: {list(frame.columns)}")
     if frame.shape[1] < 2:
         raise DatasetError(f"dataset {name!r} has no feature columns besides the target {target!r}")
+    frame = frame.replace([np.inf, -np.inf], np.nan)  # ±inf: dropped with the NaN rows (estimators reject both)
     frame = frame.dropna(axis=0, how="any").iloc[:max_rows].reset_index(drop=True)
     features = frame.drop(columns=[target])
     labels = frame[target]
@@ -365,6 +377,10 @@ def resolve_datasets(
         datasets = BUNDLED_DATASETS
     if isinstance(datasets, (str, os.PathLike, pd.DataFrame)):
         return [load_dataset(datasets, target=target, description=description)]
+    if not isinstance(datasets, (list, tuple)):
+        raise DatasetError(
+            f"dataset must be a name, a CSV path, a pandas DataFrame or a list of names, got {type(datasets).__name__}"
+        )
     if len(datasets) == 0:
         raise DatasetError("dataset list is empty")
     return [load_dataset(d, target=target, description=description) for d in datasets]

@@ -46,8 +46,7 @@ class DataSciTask:
     ):
         if prompt_style not in task.PROMPT_STYLES:
             raise ValueError(f"prompt_style must be one of {task.PROMPT_STYLES}, got {prompt_style!r}")
-        if max_turns < 1:
-            raise ValueError(f"max_turns must be >= 1, got {max_turns}")
+        _check_int("max_turns", max_turns, 1)
         self.datasets = datasets
         self.prompt_style = prompt_style
         self.max_turns = max_turns
@@ -206,7 +205,7 @@ class DataSciTokenEnv(_DataSciEnv):
     | `max_turns`         | 5                  | actions per episode                                      |
     | `max_action_tokens` | 256                | tokens per action (the paper's generation limit)         |
     | `max_obs_tokens`    | 1024               | observation length; longer prompts keep their last tokens |
-    | `stop_strings`      | `DEFAULT_STOP_STRINGS` | text that ends an action; the code is cut before it  |
+    | `stop_strings`      | `DEFAULT_STOP_STRINGS` | text (a str or a sequence of str) that ends an action; the code is cut before it |
     | `executor`          | None               | a shared `CodeExecutor` (else one is created and owned)  |
     | `num_workers`, `timeout_s`, `memory_limit_mb`, `max_parallel_splits` | executor defaults | settings of the owned executor (size `max_parallel_splits` to cores / envs when several envs run) |
     | `render_mode`       | None               | `"ansi"` returns the prompt and the action so far        |
@@ -228,7 +227,7 @@ class DataSciTokenEnv(_DataSciEnv):
         max_turns: int = 5,
         max_action_tokens: int = 256,
         max_obs_tokens: int = 1024,
-        stop_strings: Sequence[str] = DEFAULT_STOP_STRINGS,
+        stop_strings: str | Sequence[str] = DEFAULT_STOP_STRINGS,
         executor: Any = None,
         num_workers: int | None = None,
         timeout_s: float | None = None,
@@ -236,8 +235,14 @@ class DataSciTokenEnv(_DataSciEnv):
         max_parallel_splits: int | None = None,
         render_mode: str | None = None,
     ):
-        if not 1 <= max_action_tokens < max_obs_tokens:
-            raise ValueError(f"need 1 <= max_action_tokens ({max_action_tokens}) < max_obs_tokens ({max_obs_tokens})")
+        _check_int("max_action_tokens", max_action_tokens, 1)
+        _check_int("max_obs_tokens", max_obs_tokens, 2)
+        if max_action_tokens >= max_obs_tokens:
+            raise ValueError(f"need max_action_tokens ({max_action_tokens}) < max_obs_tokens ({max_obs_tokens})")
+        if isinstance(stop_strings, str):  # one stop string, as transformers' generate(stop_strings=...) accepts
+            stop_strings = (stop_strings,)
+        if not all(isinstance(s, str) and s for s in stop_strings):
+            raise TypeError(f"stop_strings must be non-empty strings, got {stop_strings!r}")
         self._build_task(render_mode, tokenizer, dataset, target, description, prompt_style, max_turns, executor,
                          num_workers=num_workers, timeout_s=timeout_s, memory_limit_mb=memory_limit_mb,
                          max_parallel_splits=max_parallel_splits)  # fmt: skip
@@ -363,6 +368,13 @@ class DataSciTokenEnv(_DataSciEnv):
 _TEXT_CHARSET = frozenset(string.printable)
 
 
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
 def _printable(text: str) -> str:
     return "".join(c if c in _TEXT_CHARSET else "?" for c in text)
 
@@ -403,8 +415,8 @@ class DataSciTextEnv(_DataSciEnv):
     |----------|---------|---------|
     | `dataset`, `target`, `description`, `prompt_style`, `max_turns`, `executor`, executor settings | as the token env | |
     | `tokenizer` | packaged BPE | exposed as `env.unwrapped.tokenizer` for agents that tokenize themselves |
-    | `max_obs_chars` | 20000 | observation length limit |
-    | `max_action_chars` | 8000 | action length limit |
+    | `max_obs_chars` | 20000 | observation length limit (a longer prompt keeps its end) |
+    | `max_action_chars` | 8000 | action length limit (a longer action raises `InvalidAction`) |
     | `render_mode` | None | `"ansi"` |
 
     ## Version History
@@ -434,11 +446,13 @@ class DataSciTextEnv(_DataSciEnv):
         self._build_task(render_mode, tokenizer, dataset, target, description, prompt_style, max_turns, executor,
                          num_workers=num_workers, timeout_s=timeout_s, memory_limit_mb=memory_limit_mb,
                          max_parallel_splits=max_parallel_splits)  # fmt: skip
+        _check_int("max_obs_chars", max_obs_chars, 1)
+        _check_int("max_action_chars", max_action_chars, 1)
         self.observation_space = spaces.Text(max_obs_chars, min_length=0, charset=_TEXT_CHARSET)
         self.action_space = spaces.Text(max_action_chars, min_length=0, charset=_TEXT_CHARSET)
 
     def _observation(self) -> str:
-        return _printable(self.task.prompt)[: self.observation_space.max_length]
+        return _printable(self.task.prompt)[-self.observation_space.max_length :]  # keeps the end, like the token env
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         prompt = self._start_episode(seed, options)
@@ -449,6 +463,10 @@ class DataSciTextEnv(_DataSciEnv):
         if not isinstance(action, str):
             raise gym.error.InvalidAction(
                 f"action must be a str (the body of build_model), got {type(action).__name__}"
+            )
+        if len(action) > self.action_space.max_length:
+            raise gym.error.InvalidAction(
+                f"action has {len(action)} characters, more than max_action_chars={self.action_space.max_length}"
             )
         reward, terminated, truncated, info = self.task.act(action)
         self._needs_reset = terminated or truncated
