@@ -11,6 +11,7 @@ pytest.importorskip("peft")
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 import bench_distributed  # noqa: E402
+import bench_env  # noqa: E402
 import bench_linearity  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_update  # noqa: E402
@@ -79,3 +80,10 @@ def test_bench_distributed_smoke():
     assert fsdp["total_mb"] / ddp["total_mb"] == pytest.approx(0.5, rel=0.02)
     assert ddp["sampling_params_mb"] == ddp["params_mb"]
     assert fsdp["params_mb"] + 0.5 * ddp["params_mb"] < fsdp["sampling_params_mb"] < 1.5 * ddp["params_mb"]
+
+
+def test_bench_env_rollout_shares_add_up():
+    result = bench_env.rollout_shares(1, model_size="tiny")
+    assert result["steps"]["action_end"] >= 1 and result["steps"]["intra_action"] >= 1
+    assert sum(result["shares"].values()) == pytest.approx(1.0)
+    assert all(share >= 0 for share in result["shares"].values())
