@@ -89,3 +89,23 @@ def test_huge_file_reads_only_the_row_cap(tmp_path):
     pd.DataFrame({"a": np.arange(rows) % 97, "y": np.arange(rows) % 2}).to_csv(path, index=False)
     data = load_dataset(str(path), target="y")
     assert len(data.x) + len(data.x_test) == 2000
+
+
+def test_default_turn_budget_is_five(executor):
+    env = gym.make("ETPO-DataSciText-v0", dataset="iris", executor=executor)
+    env.reset(seed=0)
+    for turn in range(1, 6):
+        _, reward, terminated, truncated, info = env.step(f"model = undefined_{turn}")
+        assert reward == -1.0 and not terminated and truncated == (turn == 5), turn
+    env.close()
+
+
+def test_tokenizer_from_a_local_path(executor, tmp_path):
+    from etpo_gym.tokenizer import load_tokenizer
+
+    load_tokenizer().save_pretrained(tmp_path / "tok")
+    env = gym.make("ETPO-DataSci-v0", dataset="iris", executor=executor, tokenizer=str(tmp_path / "tok"))
+    observation, info = env.reset(seed=0)
+    assert env.unwrapped.tokenizer.decode(observation["input_ids"][: int(observation["attention_mask"].sum())],
+                                          skip_special_tokens=True) == info["prompt"]  # fmt: skip
+    env.close()
