@@ -123,3 +123,16 @@ def test_fixed_seed_sample_reaches_the_card_executable_rate(shipped):
     rate = np.mean(["auc" in r for r in records])
     assert abs(rate - card_rate) <= 0.15, (rate, card_rate)  # ~2.5 binomial σ at n = 30
     assert len({r["family"] for r in records}) >= 4
+
+
+def test_reflection_reads_the_failed_body_and_fixes_it(shipped):
+    """The second turn: given the failed body and its NameError, most fixes run and keep the body's classifier
+    (from the first-turn prompt alone the model picks a random forest in ~1 of 18 families)."""
+    model, tokenizer = shipped
+    failed = "    model = RandomForestClassifier(n_estimators=50)\n    model.fit(x_train, y_train)\n"
+    error = "NameError: name 'RandomForestClassifier' is not defined"
+    records = [{"body": failed, "error": error} for _ in range(8)]
+    evaluate.evaluate_reflections(model, tokenizer, load_dataset("kidney_stone"), records, seed=0)
+    fixes = [r["fix"] for r in records]
+    assert sum("auc" in f for f in fixes) >= 5, fixes
+    assert sum("import RandomForestClassifier" in f["body"] for f in fixes) >= 5, fixes

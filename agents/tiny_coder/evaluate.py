@@ -11,7 +11,9 @@ mean ROC AUC over 5 random 50/50 splits of the reward pool) in the env's sandbox
 in-process with ``--in-process``.
 
 Printed and saved: executable rate, distinct classifier families, and per dataset the mean / best / worst AUC of
-the executable bodies (the spread RL can exploit).
+the executable bodies (the spread RL can exploit). Second turn: for every failed first-turn body the model samples
+one fix from the env's reflection prompt (the failed body and its error message, as the env shows them), scored
+the same way; the share of failures fixed in one turn is the reflection fix rate.
 """
 
 from __future__ import annotations
@@ -125,6 +127,23 @@ def evaluate_dataset(
     return records
 
 
+def evaluate_reflections(
+    model, tokenizer, dataset: TabularDataset, records: list[dict], seed: int, executor: CodeExecutor | None = None
+) -> None:
+    """The second turn of every failed record: one body sampled from the env's reflection prompt, scored; adds
+    ``record["fix"]`` = ``{"body", "auc", "test_auc"}`` or ``{"body", "error"}``."""
+    for k, record in enumerate(records):
+        if "error" in record:
+            prompt = task.build_reflection_prompt(dataset, record["body"], record["error"])
+            body = sample_bodies(model, tokenizer, prompt, 1, seed * 1000 + k)[0]
+            record["fix"] = {"body": body, **execute(dataset, body, executor)}
+
+
+def _fix_rate(records: list[dict]) -> float | None:
+    fixes = [r["fix"] for r in records if "fix" in r]
+    return sum("auc" in f for f in fixes) / len(fixes) if fixes else None
+
+
 def summarize(records_by_dataset: dict[str, list[dict]]) -> dict:
     """Executable rate, families, and per-dataset AUC statistics of executable bodies."""
     all_records = [r for records in records_by_dataset.values() for r in records]
@@ -143,6 +162,7 @@ def summarize(records_by_dataset: dict[str, list[dict]]) -> dict:
             "best_auc": float(np.max(aucs)) if aucs else None,
             "worst_auc": float(np.min(aucs)) if aucs else None,
             "family_mean_auc": {f: round(float(np.mean(v)), 3) for f, v in sorted(by_family.items())},
+            "reflection_fix_rate": _fix_rate(records),
         }
     errors = collections.Counter(r["error"].split(":")[0] for r in all_records if "error" in r)
     return {
@@ -151,6 +171,8 @@ def summarize(records_by_dataset: dict[str, list[dict]]) -> dict:
         "families": dict(collections.Counter(r["family"] for r in all_records).most_common()),
         "num_executable_families": len({r["family"] for r in executable}),
         "error_types": dict(errors.most_common()),
+        "num_reflections": sum("fix" in r for r in all_records),
+        "reflection_fix_rate": _fix_rate(all_records),
         "per_dataset": per_dataset,
     }
 
@@ -174,17 +196,20 @@ def main(argv: list[str] | None = None) -> None:
     for offset, name in enumerate(args.datasets):
         dataset = load_dataset(name)
         records[name] = evaluate_dataset(model, tokenizer, dataset, args.num_samples, args.seed + offset, executor)
+        evaluate_reflections(model, tokenizer, dataset, records[name], args.seed + offset, executor)
     if executor is not None:
         executor.close()
     summary = summarize(records)
     summary["wall_time_s"] = round(time.time() - start, 1)
-    print(f"{'dataset':<18} {'exec':>6} {'mean':>6} {'best':>6} {'worst':>6}")
+    print(f"{'dataset':<18} {'exec':>6} {'mean':>6} {'best':>6} {'worst':>6} {'fixed':>6}")
     for name, row in summary["per_dataset"].items():
-        cells = [f"{row[k]:6.3f}" if row[k] is not None else "   n/a" for k in ("mean_auc", "best_auc", "worst_auc")]
+        keys = ("mean_auc", "best_auc", "worst_auc", "reflection_fix_rate")
+        cells = [f"{row[k]:6.3f}" if row[k] is not None else "   n/a" for k in keys]
         print(f"{name:<18} {row['executable_rate']:6.0%} {' '.join(cells)}")
     print(
         f"executable: {summary['executable_rate']:.1%} of {summary['num_samples']}; "
-        f"{summary['num_executable_families']} executable families; errors {summary['error_types']}"
+        f"{summary['num_executable_families']} executable families; errors {summary['error_types']}; "
+        f"reflection fixed {summary['reflection_fix_rate']:.1%} of {summary['num_reflections']} failures in one turn"
     )
     if args.output:
         with open(args.output, "w") as handle:
