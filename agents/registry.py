@@ -1,12 +1,13 @@
-"""Agents by name, for ``benchmarks/compare.py``: ``--agents etpo,ppo,sb3-ppo,my-agent``.
+"""Agents by name, for ``benchmarks/compare.py``: ``--agents etpo,ppo,sb3-ppo,my-agent --import my_agents``.
 
 An agent is a callable ``fn(env_kwargs: dict, total_actions: int, seed: int, **kwargs) -> dict``: it trains on the
 token-level env built from ``env_kwargs`` for ``total_actions`` env actions (code executions, the budget every
 agent shares) and returns at least the keys of :data:`REQUIRED_METRICS`.
 
-Register your own with the decorator (see ``docs/custom_agents.md``)::
+Register your own with the decorator (see ``docs/custom_agents.md``); the name exists once its module is imported,
+which ``compare.py --import my_agents`` does::
 
-    @register_agent("my-agent")
+    @register_agent("my-agent")  # in my_agents.py
     def run(env_kwargs, total_actions, seed, **kwargs):
         ...
 
@@ -75,7 +76,7 @@ def register_agent(name: str, *, replace: bool = False) -> Callable[[AgentFn], A
     """Decorator registering ``fn`` under ``name``; returns ``fn`` unchanged.
 
     Args:
-        name: the name ``compare.py --agents`` uses.
+        name: the name ``compare.py --agents`` uses (after ``--import`` of the decorated function's module).
         replace: allow overriding an existing name (built-in or registered).
 
     Raises:

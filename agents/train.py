@@ -7,6 +7,8 @@
 actions (:mod:`agents.rollout`) and runs the algorithm's ``update``. Outputs in ``output_dir``: ``metrics.csv``
 (one row per update), TensorBoard events, ``checkpoint.pt`` (``--resume`` continues from it: step count,
 weights, optimiser, RNG state, logs) and ``final_metrics.json`` (including the greedy evaluation).
+``--import MODULE`` imports a module of yours first, so that ``--algo`` can name the algorithms it registers with
+``register_algorithm``.
 
 Python API: ``train(RunConfig(...), algo_config) -> dict`` and ``evaluate(policy, run_config) -> dict``.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import importlib
 import json
 import math
 import os
@@ -446,7 +449,9 @@ def run_base(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs
 def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, Any]:
     """CLI → (RunConfig, algorithm config). Algorithm fields are set with ``--algo-arg name=value``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--algo", default="etpo", help=f"one of {sorted(ALGORITHMS)}")
+    parser.add_argument("--algo", default="etpo", help=f"one of {sorted(ALGORITHMS)}, or registered by --import")
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import MODULE first (its register_algorithm calls); repeatable")  # fmt: skip
     parser.add_argument("--env", dest="env_id", default=RunConfig.env_id)
     parser.add_argument("--dataset", nargs="+", default=["pharyngitis"], help="one or more dataset names")
     parser.add_argument("--model", default=RunConfig.model)
@@ -468,6 +473,14 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, Any]:
     parser.add_argument("--algo-arg", action="append", default=[], metavar="NAME=VALUE",
                         help="algorithm config field, e.g. --algo-arg beta=0.1")  # fmt: skip
     args = parser.parse_args(argv)
+    for module in args.imports:  # runs their register_algorithm calls
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            parser.error(f"--import {module}: {error}")
+    if args.algo not in ALGORITHMS:
+        parser.error(f"unknown --algo {args.algo!r}; choose one of {sorted(ALGORITHMS)} or --import a module that "
+                     "calls register_algorithm()")  # fmt: skip
     overrides = {k: getattr(args, k) for k in simple if getattr(args, k) is not None}
     run = RunConfig(
         algo=args.algo, env_id=args.env_id, dataset=args.dataset[0] if len(args.dataset) == 1 else args.dataset,

@@ -3,17 +3,29 @@
     python benchmarks/compare.py --quick --output-dir runs/compare-quick     # smoke run, a few minutes on 2 CPUs
     python benchmarks/compare.py --output-dir benchmarks/results            # the default preset
     python benchmarks/compare.py --agents etpo,ppo,sb3-ppo --datasets pharyngitis --seeds 0,1,2 --total-actions 64
+    python benchmarks/compare.py --import my_agents --agents etpo,my-agent  # names registered in my_agents.py
 
 Every agent gets the same budget, counted in env actions (code executions); tokens and wall time are reported
-too. Each finished cell (agent, dataset, seed) is appended as one JSON line to ``results.jsonl`` with its config,
-git commit, device and metrics, so an interrupted run continues where it stopped and no finished cell is
-recomputed. At the end it writes ``summary.json``, ``summary.csv``, ``summary.md`` (mean +- 95% CI over seeds,
-the best agent and a Welch t-test against the runner-up) and ``curves.png`` (training reward vs env actions,
-mean with a 95% CI band over seeds), plus ``curves_kl_ref.png`` and ``curves_entropy.png`` for the agents that log
-them. It exits non-zero if a cell failed.
+too. Each finished cell is appended as one JSON line to ``results.jsonl`` with its config, git commit, device,
+metrics and curves. A cell's key, ``<agent>-<dataset>-seed<N>-<budget>actions-<hash>``, names its record and its
+folder under ``cells/``; the hash covers every setting that determines its result (model and other agent settings,
+env settings, budget), so re-running into the same folder continues where an interrupted run stopped, never
+recomputes a finished cell, and never reuses a cell run with other settings. The curves live in the records, so
+``results.jsonl`` alone regenerates every output (re-run the same command: nothing is recomputed).
+
+At the end it writes ``summary.json``, ``summary.csv``, ``summary.md`` (mean +- 95% CI over seeds, the best agent
+and a Welch t-test against the runner-up; the wall time is the sum over the current grid's cells) and
+``curves.png`` (training reward vs env actions, mean with a 95% CI band over seeds), plus ``curves_kl_ref.png`` and
+``curves_entropy.png`` for the agents that log them. It exits non-zero if a cell failed.
+
+The headline is the held-out test AUC of one greedy action per dataset after training. A failed greedy action (the
+code did not return a working model) counts as AUC 0.5 (:data:`FAILED_GREEDY_AUC`, chance level: what a constant
+predictor scores) in both greedy AUCs' means, CIs, significance test and ranking, so failing never helps; the
+greedy success rate is reported next to them.
 
 Agents are looked up in ``agents.registry`` (``etpo``, ``etpo-official-loss``, ``etpo-td-lambda``, ``ppo``,
-``reinforce``, ``base``, ``sb3-ppo``, ``sb3-a2c``, or anything registered / given as ``module:function``).
+``reinforce``, ``base``, ``sb3-ppo``, ``sb3-a2c``, names registered by a module given to ``--import``, or
+``module:function``).
 """
 
 from __future__ import annotations
@@ -21,9 +33,12 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import hashlib
+import importlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -32,8 +47,23 @@ from typing import Any
 
 import numpy as np
 
-METRICS = ("greedy_test_auc", "greedy_auc", "train_reward_mean", "success_rate", "num_tokens", "wall_time_s")
+METRICS = (
+    "greedy_test_auc",
+    "greedy_success_rate",
+    "greedy_auc",
+    "train_reward_mean",
+    "success_rate",
+    "num_tokens",
+    "wall_time_s",
+)
 """Reported per cell, in this order; the first is the headline (who wins)."""
+
+RANKING_METRICS = ("greedy_test_auc", "greedy_auc", "train_reward_mean")
+"""The ranking's sort keys: the headline, then the next ones for ties (e.g. agents whose greedy code always failed)."""
+
+FAILED_GREEDY_AUC = 0.5
+"""AUC a failed greedy action counts as: chance level, what a constant predictor scores (the user gets no working
+model). Leaving failures out would judge an agent on the seeds where its greedy code happened to work."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +113,18 @@ def git_commit() -> str:
         return "unknown"
 
 
-def cell_key(agent: str, dataset: str, seed: int, total_actions: int) -> str:
-    return f"{agent}|{dataset}|{seed}|{total_actions}"
+def cell_key(agent: str, dataset: str, seed: int, preset: Preset) -> str:
+    """``<agent>-<dataset>-seed<N>-<budget>actions-<hash>``: names a cell's record and its folder.
+
+    The 8-hex-digit hash covers everything that determines the cell's result (agent, dataset, seed, budget, agent
+    settings including the model, env settings), so a cell run with other settings never stands in for this one.
+    Settings that are not JSON values hash by their ``str``.
+    """
+    settings = {"agent": agent, "dataset": dataset, "seed": seed, "total_actions": preset.total_actions,
+                "agent_kwargs": preset.agent_kwargs, "env_kwargs": preset.env_kwargs}  # fmt: skip
+    digest = hashlib.sha256(json.dumps(_jsonable(settings), sort_keys=True).encode()).hexdigest()[:8]
+    readable = re.sub(r"[^\w.-]", "_", f"{agent}-{dataset}")  # "module:function" agents: a valid folder name
+    return f"{readable}-seed{seed}-{preset.total_actions}actions-{digest}"
 
 
 def load_finished(path: str) -> dict[str, dict]:
@@ -106,15 +146,17 @@ def run_cell(agent: str, dataset: str, seed: int, preset: Preset, output_dir: st
     """Train one agent on one dataset with one seed; returns the JSON record (status ok or failed)."""
     from agents.registry import get_agent
 
-    cell_dir = os.path.join(output_dir, "cells", f"{agent}-{dataset}-seed{seed}")
+    key = cell_key(agent, dataset, seed, preset)
+    cell_dir = os.path.join(output_dir, "cells", key)
     start = time.perf_counter()
     record: dict[str, Any] = {
-        "key": cell_key(agent, dataset, seed, preset.total_actions),
+        "key": key,
         "agent": agent,
         "dataset": dataset,
         "seed": seed,
         "total_actions": preset.total_actions,
         "agent_kwargs": preset.agent_kwargs,
+        "env_kwargs": preset.env_kwargs,
         "commit": git_commit(),
     }
     try:
@@ -134,7 +176,8 @@ def run_cell(agent: str, dataset: str, seed: int, preset: Preset, output_dir: st
 
 
 CURVE_COLUMNS = ("reward_mean", "kl_ref", "entropy")
-"""Per-update columns of an agent's ``metrics.csv`` kept as curves (the last two where the agent logs them)."""
+"""Per-update columns of an agent's ``metrics.csv`` stored in its record as curves (the last two where the agent logs
+them), so ``results.jsonl`` alone regenerates every plot."""
 
 
 def read_curve(metrics_csv: str | None) -> dict[str, list[float]]:
@@ -179,49 +222,73 @@ def mean_ci(values: list[float]) -> tuple[float, float, int]:
     return float(data.mean()), float(ci_half_width(data)), len(data)
 
 
+def cell_scores(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A cell's :data:`METRICS`, with a failed greedy action counted as :data:`FAILED_GREEDY_AUC`.
+
+    A cell trains and evaluates on one dataset, so its greedy evaluation is one action. It failed when the agent
+    reports no finite ``greedy_test_auc`` (NaN, stored as null, when no greedy action succeeded); its reward, -1, is
+    no AUC either. ``greedy_success_rate`` is inferred from that where the agent does not report it.
+    """
+    scores = {metric: metrics.get(metric) for metric in METRICS}
+    failed = not _finite(scores["greedy_test_auc"])
+    if failed:
+        scores["greedy_test_auc"] = scores["greedy_auc"] = FAILED_GREEDY_AUC
+    elif not _finite(scores["greedy_auc"]):
+        scores["greedy_auc"] = FAILED_GREEDY_AUC
+    if scores["greedy_success_rate"] is None:
+        scores["greedy_success_rate"] = 0.0 if failed else 1.0
+    return scores
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
 def summarize(records: list[dict], preset: Preset) -> dict[str, Any]:
-    """Per (agent, dataset) and overall mean +- CI of :data:`METRICS`; the winner and its significance.
+    """Per (agent, dataset) and overall mean +- CI of :data:`METRICS` (:func:`cell_scores`); the winner and its
+    significance.
 
     Overall scores average a seed's cells over the datasets first, so the CI is over seeds.
     """
     from scipy import stats
 
-    ok = [r for r in records if r["status"] == "ok"]
+    scored = [(r, cell_scores(r["metrics"])) for r in records if r["status"] == "ok"]
     table: dict[str, dict[str, dict[str, Any]]] = {}
     per_seed: dict[str, dict[int, list[float]]] = {}
     for agent in preset.agents:
         table[agent] = {}
         per_seed[agent] = {}
         for dataset in (*preset.datasets, "overall"):
-            cells = [r for r in ok if r["agent"] == agent and (dataset == "overall" or r["dataset"] == dataset)]
+            cells = [(r, s) for r, s in scored if r["agent"] == agent and dataset in ("overall", r["dataset"])]
             row = {}
             for metric in METRICS:
                 if dataset == "overall":
                     by_seed: dict[int, list[float]] = {}
-                    for r in cells:
-                        value = r["metrics"].get(metric)
-                        if value is not None:
-                            by_seed.setdefault(r["seed"], []).append(value)
+                    for r, scores in cells:
+                        if scores[metric] is not None:
+                            by_seed.setdefault(r["seed"], []).append(scores[metric])
                     values = [float(np.mean(v)) for v in by_seed.values()]
                     if metric == METRICS[0]:
                         per_seed[agent] = by_seed
                 else:
-                    values = [r["metrics"].get(metric) for r in cells]
+                    values = [scores[metric] for _, scores in cells]
                 mean, half, n = mean_ci(values)
                 row[metric] = {"mean": mean, "ci95": half, "n": n}
             table[agent][dataset] = row
-    headline = METRICS[0]
-    # ties (e.g. no agent produced working greedy code, so no held-out AUC) fall to the next metrics
-    ranking = sorted(preset.agents, key=lambda a: tuple(-_nan_low(table[a]["overall"][m]["mean"]) for m in METRICS[:3]))
-    verdict: dict[str, Any] = {"metric": headline, "ranking": ranking, "best": ranking[0]}
+    ranking = sorted(
+        preset.agents, key=lambda a: tuple(-_nan_low(table[a]["overall"][m]["mean"]) for m in RANKING_METRICS)
+    )
+    verdict: dict[str, Any] = {"metric": METRICS[0], "ranking": ranking, "best": ranking[0]}
     if len(ranking) > 1:
         best = [float(np.mean(v)) for v in per_seed[ranking[0]].values()]
         second = [float(np.mean(v)) for v in per_seed[ranking[1]].values()]
         verdict.update(runner_up=ranking[1], p_value=None, significant=None)
-        if np.ptp(best) == 0 and np.ptp(second) == 0:
+        if len(best) < 2 or len(second) < 2:
+            verdict["note"] = "too few seeds for a significance test (needs >= 2 per agent)"
+        elif np.ptp(best) == 0 and np.ptp(second) == 0:
             # a t-test is undefined without variance (e.g. agents whose greedy code never changed across seeds)
             verdict["note"] = "both agents scored the same on every seed: no seed variance to test against"
-        elif len(best) > 1 and len(second) > 1:
+        else:
             test = stats.ttest_ind(best, second, equal_var=False)
             verdict.update(p_value=float(test.pvalue), significant=bool(test.pvalue < 0.05))
     return {"table": table, "verdict": verdict}
@@ -240,7 +307,11 @@ def _fmt(cell: dict[str, Any], digits: int = 3) -> str:
 
 
 def write_outputs(summary: dict, records: list[dict], preset: Preset, output_dir: str, wall_time_s: float) -> str:
-    """``summary.json``, ``summary.csv``, ``summary.md`` and ``curves.png``; returns the Markdown table."""
+    """``summary.json``, ``summary.csv``, ``summary.md`` and the curve plots; returns the Markdown table and verdict.
+
+    Args:
+        wall_time_s: the summed wall time of the grid's cells.
+    """
     table = summary["table"]
     with open(os.path.join(output_dir, "summary.json"), "w") as f:
         json.dump(_jsonable({"preset": dataclasses.asdict(preset), "wall_time_s": wall_time_s, **summary}), f, indent=2)
@@ -251,10 +322,10 @@ def write_outputs(summary: dict, records: list[dict], preset: Preset, output_dir
             for dataset, row in rows.items():
                 writer.writerow([agent, dataset, *[row[m][s] for m in METRICS for s in ("mean", "ci95", "n")]])
     header = (
-        "| agent | dataset | held-out test AUC (greedy) | reward-split AUC (greedy) | train reward | success rate "
-        "| tokens | wall s |"
+        "| agent | dataset | held-out test AUC (greedy) | greedy success | reward-split AUC (greedy) | train reward "
+        "| success rate | tokens | wall s |"
     )
-    lines = [header, "|" + "---|" * 8]
+    lines = [header, "|" + "---|" * (2 + len(METRICS))]
     for agent, rows in table.items():
         for dataset, row in rows.items():
             name = f"**{dataset}**" if dataset == "overall" else dataset
@@ -263,12 +334,17 @@ def write_outputs(summary: dict, records: list[dict], preset: Preset, output_dir
                 + " | ".join(_fmt(row[m], 0 if m in ("num_tokens", "wall_time_s") else 3) for m in METRICS)
                 + " |"
             )
-    verdict = summary["verdict"]
-    text = "\n".join(lines) + "\n\n" + verdict_text(verdict, preset) + "\n"
+    rule = (
+        f"Both greedy AUCs count a failed greedy action (its code returned no working model) as {FAILED_GREEDY_AUC} "
+        "(chance level, what a constant predictor scores) in their means, CIs, the t-test and the ranking; "
+        "greedy success is the share of greedy actions whose code worked."
+    )
+    text = "\n".join(lines) + f"\n\n{rule}\n\n" + verdict_text(summary["verdict"], preset) + "\n"
     with open(os.path.join(output_dir, "summary.md"), "w") as f:
         f.write(
             f"Preset: {len(preset.agents)} agents x {len(preset.datasets)} datasets x {len(preset.seeds)} seeds, "
-            f"{preset.total_actions} env actions per cell; wall time {wall_time_s / 60:.1f} min.\n\n{text}"
+            f"{preset.total_actions} env actions per cell; wall time {wall_time_s / 60:.1f} min (summed over this "
+            f"grid's cells).\n\n{text}"
         )
     plot_curves(records, preset, os.path.join(output_dir, "curves.png"))
     for column in CURVE_COLUMNS[1:]:  # diagnostics: how far each agent moved from π_ref, and how it explores
@@ -289,7 +365,7 @@ def verdict_text(verdict: dict[str, Any], preset: Preset) -> str:
     elif verdict.get("note"):
         text += f". {verdict['best']} vs {verdict['runner_up']}: {verdict['note']}."
     else:
-        text += ". Too few seeds for a significance test."
+        text += "."
     return text
 
 
@@ -336,25 +412,53 @@ def plot_curves(records: list[dict], preset: Preset, path: str, column: str = "r
     return plotted
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """argparse type: a comma-separated list of names."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    return names
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated distinct non-negative integers."""
+    try:
+        seeds = tuple(int(seed) for seed in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 0,1,2, got {text!r}") from None
+    if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct non-negative integers, got {text!r}")
+    return seeds
+
+
 def parse_args(argv: list[str] | None = None) -> tuple[Preset, str]:
+    """The command line as a preset and an output folder; bad input is a usage error (exit status 2)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the smoke preset (one dataset, one seed, 8 actions)")
     parser.add_argument("--output-dir", default=None, help="where results go (default runs/compare-<preset>)")
-    parser.add_argument("--agents", help="comma-separated agent names (overrides the preset)")
-    parser.add_argument("--datasets", help="comma-separated dataset names (overrides the preset)")
-    parser.add_argument("--seeds", help="comma-separated seeds (overrides the preset)")
+    parser.add_argument("--agents", type=_names, help="comma-separated agent names (overrides the preset)")
+    parser.add_argument("--datasets", type=_names, help="comma-separated dataset names (overrides the preset)")
+    parser.add_argument("--seeds", type=_seeds, help="comma-separated seeds (overrides the preset)")
     parser.add_argument("--total-actions", type=int, help="env actions per cell (overrides the preset)")
     parser.add_argument("--model", help="policy for every agent: 'etpo-tiny-coder' (default), a path or hub id")
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, so that the agents it registers can be named (repeatable)",
+    )
     args = parser.parse_args(argv)
     name = "quick" if args.quick else "default"
     preset = PRESETS[name]
     changes: dict[str, Any] = {}
     if args.agents:
-        changes["agents"] = tuple(a.strip() for a in args.agents.split(",") if a.strip())
+        changes["agents"] = args.agents
     if args.datasets:
-        changes["datasets"] = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
+        changes["datasets"] = args.datasets
     if args.seeds:
-        changes["seeds"] = tuple(int(s) for s in args.seeds.split(","))
+        changes["seeds"] = args.seeds
     if args.total_actions is not None:
         if args.total_actions < 1:
             parser.error("--total-actions must be >= 1")
@@ -362,12 +466,26 @@ def parse_args(argv: list[str] | None = None) -> tuple[Preset, str]:
     if args.model:
         changes["agent_kwargs"] = {**preset.agent_kwargs, "model": args.model}
     preset = dataclasses.replace(preset, **changes)
-    from agents.registry import list_agents
+    from agents.registry import get_agent, list_agents
 
+    for module in args.imports:  # runs their @register_agent decorators
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            parser.error(f"--import {module}: {error}")
     known_agents = list_agents()
     unknown = [a for a in preset.agents if a not in known_agents and ":" not in a]
     if unknown:
-        parser.error(f"unknown agents {unknown}; known: {', '.join(known_agents)}")
+        parser.error(
+            f"unknown agents {unknown}; known: {', '.join(known_agents)} "
+            "(--import the module that registers yours, or name it as module:function)"
+        )
+    for agent in preset.agents:
+        if ":" in agent:
+            try:
+                get_agent(agent)
+            except (ImportError, AttributeError) as error:
+                parser.error(f"agent {agent!r} not found: {error}")
     import etpo_gym
 
     known_datasets = etpo_gym.list_datasets()
@@ -385,20 +503,18 @@ def run_benchmark(preset: Preset, output_dir: str) -> tuple[dict[str, Any], int]
     results_path = os.path.join(output_dir, "results.jsonl")
     finished = load_finished(results_path)
     cells = [(a, d, s) for d in preset.datasets for s in preset.seeds for a in preset.agents]
+    num_done = sum(cell_key(*cell, preset) in finished for cell in cells)
     print(
         f"{len(preset.agents)} agents x {len(preset.datasets)} datasets x {len(preset.seeds)} seeds = "
-        f"{len(cells)} cells, {preset.total_actions} env actions each; {len(finished)} already in {results_path}"
+        f"{len(cells)} cells, {preset.total_actions} env actions each; {num_done} already in {results_path}"
     )
-    start = time.perf_counter()
     records, failed = [], 0
     with tqdm(cells, unit="cell", desc="compare") as bar:
         for agent, dataset, seed in bar:
             bar.set_postfix(agent=agent, dataset=dataset, seed=seed)
-            key = cell_key(agent, dataset, seed, preset.total_actions)
-            if key in finished:  # not recomputed; its curves are re-read in case the record predates a column
-                record = finished[key]
-                record["curve"] = read_curve(record["metrics"].get("metrics_csv")) or record.get("curve", {})
-                records.append(record)
+            key = cell_key(agent, dataset, seed, preset)
+            if key in finished:  # not recomputed: its record has the metrics and the curves
+                records.append(finished[key])
                 continue
             record = run_cell(agent, dataset, seed, preset, output_dir)
             with open(results_path, "a") as f:
@@ -407,7 +523,7 @@ def run_benchmark(preset: Preset, output_dir: str) -> tuple[dict[str, Any], int]
             if record["status"] != "ok":
                 failed += 1
                 tqdm.write(f"cell {key} failed: {record['error']}")
-    wall = time.perf_counter() - start + sum(r.get("cell_wall_time_s", 0.0) for r in finished.values())
+    wall = sum(r["cell_wall_time_s"] for r in records)  # this grid's cells only, resumed ones included
     summary = summarize(records, preset)
     print(write_outputs(summary, records, preset, output_dir, wall))
     print(f"results in {output_dir}: results.jsonl, summary.json, summary.csv, summary.md, curves.png")
@@ -415,7 +531,7 @@ def run_benchmark(preset: Preset, output_dir: str) -> tuple[dict[str, Any], int]
 
 
 def main(argv: list[str] | None = None) -> int:
-    # "module:function" agents are imported relative to the working directory, as with `python -m`
+    # "module:function" agents and --import modules are imported relative to the working directory, as with -m
     sys.path.insert(0, os.getcwd())
     preset, output_dir = parse_args(argv)
     _, failed = run_benchmark(preset, output_dir)

@@ -1,5 +1,5 @@
 """stable-baselines3 on the real token-level env: the LM actor-critic policy, budgets in actions, the agent registry,
-and the custom-agent example of docs/custom_agents.md.
+cells of benchmarks/compare.py, and the custom-agent example of docs/custom_agents.md.
 
 Small settings throughout (iris, 384-token observations, 16-token actions, a 2-layer random Llama) so the file runs
 in well under two minutes on a loaded CPU.
@@ -24,6 +24,9 @@ from agents.sb3 import LMActorCriticPolicy, make_sb3_env, run_sb3_a2c, run_sb3_p
 from etpo_gym.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.compare import Preset, run_benchmark  # noqa: E402
+
 ENV_KWARGS = {"dataset": "iris", "max_obs_tokens": 384, "max_action_tokens": 16}
 
 
@@ -213,6 +216,21 @@ def test_custom_agent_resolves_through_the_registry_by_import_path(executor, mon
     assert registry.get_agent("template-bandit") is run  # importing the module registered its name
     metrics = run({"dataset": "iris", "executor": executor}, total_actions=2, seed=0)
     assert metrics["num_actions"] == 2
+
+
+def test_sb3_cell_through_compare_has_the_budget_accounting_of_a_builtin_agent(tiny_model_dir, tmp_path):
+    env_kwargs = {key: ENV_KWARGS[key] for key in ("max_obs_tokens", "max_action_tokens")}
+    preset = Preset(("sb3-a2c", "base"), ("iris",), (0,), 2, {"model": tiny_model_dir}, env_kwargs)
+    _, failed = run_benchmark(preset, str(tmp_path))
+    assert failed == 0
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["agent"] for r in records] == ["sb3-a2c", "base"] and all(r["status"] == "ok" for r in records)
+    for record in records:  # the same accounting: actions = the budget, tokens within it, wall time inside the cell's
+        metrics = record["metrics"]
+        assert metrics["num_actions"] == 2 and record["curve"]["env_actions"][-1] == 2
+        assert 2 <= metrics["num_tokens"] <= 2 * ENV_KWARGS["max_action_tokens"]
+        assert 0 < metrics["wall_time_s"] <= record["cell_wall_time_s"]
+        assert 0.0 <= metrics["greedy_success_rate"] <= 1.0
 
 
 @pytest.mark.slow
