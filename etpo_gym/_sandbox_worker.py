@@ -13,8 +13,12 @@ every evaluation forks one short-lived child per 50/50 split. Each child, before
 4. applies Landlock (read-only Python install and system libraries minus the denied data dirs, read-write only
    its temp dir, no TCP, no signals or abstract sockets outside itself) and a seccomp filter (no fork, exec,
    sockets, ptrace, namespaces), where the kernel supports them;
-5. installs an audit hook and runs the code with an import allow-list (defence in depth, see
-   :mod:`etpo_gym.executor`).
+5. installs an audit hook, seeds ``random`` and NumPy's global generator with the split index (code relying on
+   ``random_state=None`` then scores the same in every process) and runs the code with an import allow-list
+   (defence in depth, see :mod:`etpo_gym.executor`).
+
+The worker acknowledges each evaluation request (``{"kind": "accepted"}``) before forking any child, so that the
+parent can tell a worker that was dead or stopped before the code ran from a failure of the code itself.
 
 Only this module's protocol helpers (:func:`write_message`, :func:`read_message`) are imported by the parent.
 Messages are JSON headers plus raw buffers, never pickle, so a compromised worker cannot run code in the parent.
@@ -29,6 +33,7 @@ import json
 import math
 import os
 import platform
+import random
 import resource
 import select
 import shutil
@@ -413,6 +418,7 @@ class _Server:
             elif header["fingerprint"] not in self.datasets:
                 write_message(self.write_fd, {"kind": "need_dataset"})
             else:
+                write_message(self.write_fd, {"kind": "accepted"})  # nothing of the request has run yet
                 reply, arrays = self.evaluate(self.datasets[header["fingerprint"]], header)
                 write_message(self.write_fd, {"kind": "result", **reply}, arrays)
 
@@ -433,7 +439,7 @@ class _Server:
                 remaining = deadline - time.monotonic()
                 ready = select.select(list(running), [], [], max(remaining, 0))[0] if remaining > 0 else []
                 if not ready and remaining <= 0:
-                    failure = ("timeout", "TimeoutError", f"TimeoutError: execution exceeded {timeout_s:g} s")
+                    failure = ("timeout", "TimeoutError", f"TimeoutError: execution exceeded {timeout_s:g} s", True)
                 for fd in ready:
                     child = running[fd]
                     chunk = os.read(fd, 1 << 20)
@@ -450,8 +456,9 @@ class _Server:
             for child in running.values():
                 self.finish(child, data, too_large=False, kill=True)
         if failure is not None:
-            status, error_type, message = failure
-            return {"status": status, "error_type": error_type, "message": message}, ()
+            status, error_type, message, caused_by_code = failure
+            reply = {"status": status, "error_type": error_type, "message": message, "caused_by_code": caused_by_code}
+            return reply, ()
         return {"status": "ok", "num_splits": num_splits}, tuple(b for pair in results for b in pair)
 
     def spawn(self, data: _Dataset, split: int, source: str, timeout_s: float) -> dict:
@@ -491,9 +498,9 @@ class _Server:
         os.close(child["fd"])
         _remove_tree(child["workdir"])
         if kill:
-            return ("timeout", "TimeoutError", "TimeoutError: killed")
+            return ("timeout", "TimeoutError", "TimeoutError: killed", True)
         if too_large:
-            return ("crash", "WorkerCrash", "WorkerCrash: the child wrote more output than a result can have")
+            return ("crash", "WorkerCrash", "WorkerCrash: the child wrote more output than a result can have", True)
         return _child_outcome(child, data, exited)
 
     def child(self, data: _Dataset, split: int, source: str, timeout_s: float, write_fd: int, workdir: str):
@@ -524,11 +531,12 @@ class _Server:
             if self.seccomp:
                 _apply_seccomp()
             sys.addaudithook(_AuditPolicy(workdir, self.read_roots, self.deny_roots))
-        except Exception as error:  # fail closed
-            write_message(3, {"ok": False, "error_type": "WorkerCrash", "message": f"sandbox setup: {error}"})
+        except Exception as error:  # fail closed; not the code's failure, so the parent does not cache it
+            header = {"ok": False, "error_type": "WorkerCrash", "message": f"sandbox setup: {error}", "setup": True}
+            write_message(3, header)
             return
         try:
-            eval_proba, test_proba = _run_untrusted(source, *arrays, data.num_classes)
+            eval_proba, test_proba = _run_untrusted(source, split, *arrays, data.num_classes)
         except BaseException as error:  # noqa: B036 -- SystemExit, KeyboardInterrupt... are the code's failures
             error_type, message = short_error(error)
             if isinstance(error, MemoryError):  # numpy raises a private subclass
@@ -551,12 +559,16 @@ class _Server:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _run_untrusted(source: str, x_train, y_train, x_eval, x_test, num_classes: int):
+def _run_untrusted(source: str, split: int, x_train, y_train, x_eval, x_test, num_classes: int):
     """Exec the generated module, fit on the train half, return float64 probabilities for eval and test rows."""
     import numpy as np
 
     code = compile(source, UNTRUSTED_FILENAME, "exec")
     namespace = {"__builtins__": {**vars(builtins), "__import__": _guarded_import}, "__name__": "generated"}
+    # scikit-learn's random_state=None draws from NumPy's global generator, which each worker seeds from OS entropy
+    # (and `random` reseeds itself in every forked child): unseeded, one body would score differently per process.
+    random.seed(split)
+    np.random.seed(split)
     exec(code, namespace)
     model = namespace["build_model"](x_train, y_train)
     if model is None or not hasattr(model, "predict_proba"):
@@ -571,7 +583,13 @@ def _run_untrusted(source: str, x_train, y_train, x_eval, x_test, num_classes: i
 
 
 def _child_outcome(child: dict, data: _Dataset, status: int) -> tuple:
-    """Outcome of a finished child: ``("ok", (eval bytes, test bytes))`` or ``(status, error_type, message)``."""
+    """Outcome of a finished child: ``("ok", (eval bytes, test bytes))`` or a failure
+    ``(status, error_type, message, caused_by_code)``.
+
+    Every failure counts as the code's doing except a jail that could not be set up. A child killed by a signal is
+    taken to have caused it (segfault, ``RLIMIT_CPU``, the OOM killer reacting to its allocations): the jail keeps
+    other sandboxed code from signalling it, and an external kill of one child cannot be told apart from these.
+    """
     if child["output"]:
         try:
             header, buffers = decode_message(child["output"])
@@ -581,17 +599,17 @@ def _child_outcome(child: dict, data: _Dataset, status: int) -> tuple:
             elif header.get("ok") is False:
                 error_type = str(header.get("error_type"))[:100]
                 message = str(header.get("message"))[:300]
-                kind = "memory" if error_type == "MemoryError" else "error"
-                return (kind, error_type, message) if error_type != "WorkerCrash" else ("crash", error_type, message)
+                kind = {"MemoryError": "memory", "WorkerCrash": "crash"}.get(error_type, "error")
+                return (kind, error_type, message, header.get("setup") is not True)
         except (ValueError, KeyError, TypeError):
             pass
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         if number == signal.SIGXCPU:
-            return ("timeout", "TimeoutError", "TimeoutError: CPU time limit exceeded")
-        return ("crash", "WorkerCrash", f"WorkerCrash: killed by signal {signal.Signals(number).name}")
+            return ("timeout", "TimeoutError", "TimeoutError: CPU time limit exceeded", True)
+        return ("crash", "WorkerCrash", f"WorkerCrash: killed by signal {signal.Signals(number).name}", True)
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else status
-    return ("crash", "WorkerCrash", f"WorkerCrash: exited with code {code} without a result")
+    return ("crash", "WorkerCrash", f"WorkerCrash: exited with code {code} without a result", True)
 
 
 def _remove_tree(path: str) -> None:

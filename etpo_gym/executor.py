@@ -25,8 +25,12 @@ Threat model. The generated code is hostile: an RL policy optimised for reward w
   namespaces). Everywhere: an audit hook that refuses the same operations plus frame / ``gc`` introspection,
   and an import allow-list (:data:`ALLOWED_IMPORTS`) on the generated code's own imports.
 * **Crashes.** A segfault, ``os._exit``, hang or memory blow-up ends one child; the caller gets a result with the
-  right :class:`ExecutionStatus`; a hung or dead worker is killed and replaced. Workers and temp dirs are removed
-  by :meth:`CodeExecutor.close`, at garbage collection and at interpreter exit.
+  right :class:`ExecutionStatus`; a hung or dead worker is killed and replaced. A body sent to a worker that was
+  already dead or stopped runs again on a fresh one, and failures of the worker rather than of the body are never
+  cached. Workers and temp dirs are removed by :meth:`CodeExecutor.close`, at garbage collection and at
+  interpreter exit.
+* **Reproducibility.** Python's ``random`` and NumPy's global generator are seeded with the split index right
+  before the code runs, so code relying on scikit-learn's ``random_state=None`` scores the same in every process.
 
 *Not contained*:
 
@@ -72,7 +76,13 @@ THREAD_LIMIT_VARIABLES = (
 )  # fmt: skip
 """Set to 1 in workers: ``n_jobs=-1`` and BLAS cannot take more than the child's core."""
 
+WORKER_ACK_TIMEOUT_S = 10.0
+"""Seconds a worker may take to acknowledge a request (it does so before running anything); silence for longer
+means it is stopped or stuck, and the body is sent to a fresh worker instead."""
+
 _PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__))
+_WORKER_ERRORS = (EOFError, TimeoutError, ValueError, OSError, KeyError)
+"""What a dead, stopped or confused worker raises in the parent: closed or broken pipe, silence, bad message."""
 
 
 class ExecutionStatus(str, enum.Enum):
@@ -147,6 +157,7 @@ class _Worker:
         os.close(worker_write)
         worker_protocol.write_message(self.write_fd, init)
         self.ready: dict | None = None
+        self.killed = False
 
     def wait_ready(self, timeout_s: float) -> dict:
         if self.ready is None:
@@ -167,10 +178,19 @@ class _Worker:
 
     def request(self, header: dict, buffers: tuple, max_bytes: int, deadline: float) -> tuple[dict, list]:
         worker_protocol.write_message(self.write_fd, header, buffers)
+        return self.receive(max_bytes, deadline)
+
+    def receive(self, max_bytes: int, deadline: float) -> tuple[dict, list]:
         return worker_protocol.read_message(self.read_fd, max_bytes, deadline)
 
     def kill(self) -> None:
-        """SIGKILL the worker's process group (its children die with it: PDEATHSIG), reap, remove temp root."""
+        """SIGKILL the worker's process group (its children die with it: PDEATHSIG), reap, remove temp root.
+
+        Idempotent: closing the pipes twice could close descriptors that the process has reused since.
+        """
+        if self.killed:
+            return
+        self.killed = True
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -299,47 +319,90 @@ class CodeExecutor:
     def _evaluate_uncached(self, key: tuple[str, str], dataset: TabularDataset) -> ExecutionResult:
         index = self._idle.get()
         try:
-            result = self._run_on_worker(index, dataset, task.program_source(key[1]))
+            result, caused_by_code = self._run_on_worker(index, dataset, task.program_source(key[1]))
         finally:
             self._idle.put(index)
         with self._lock:
             self._inflight.pop(key, None)
-            if self.cache_size > 0 and not self._closed:
+            if caused_by_code and self.cache_size > 0 and not self._closed:
                 self._cache[key] = result
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
         return result
 
-    def _run_on_worker(self, index: int, dataset: TabularDataset, source: str) -> ExecutionResult:
+    def _run_on_worker(self, index: int, dataset: TabularDataset, source: str) -> tuple[ExecutionResult, bool]:
+        """Run ``source`` on worker ``index``: the result and whether the body caused it (only then is it cached).
+
+        The worker acknowledges an evaluation request ("accepted") before it forks the first child, and the body
+        runs only in those children. That acknowledgement tells the two kinds of failure apart:
+
+        * A result reported *by the worker* (ok, or a child's error, timeout, memory or crash status) is the
+          body's doing: cached, so an agent repeating an infinite loop or a segfault pays nothing. The one
+          exception, a child whose jail could not be set up, the worker flags as not caused by the body.
+        * A broken pipe, EOF or silence *before* the acknowledgement means the worker was already dead or stopped
+          when the body was sent; the body never ran. The worker is replaced and the body sent again, once.
+        * Losing the worker *after* the acknowledgement (EOF, no reply within the grace, a malformed reply) is
+          reported as a crash or timeout but never cached: the jail keeps the children from signalling the worker
+          and caps what they send it at a result's size, so the likely cause lies outside the body (an external
+          kill, the OOM killer); the body did start, though, so it is not run a second time.
+        """
+        train_idx, eval_idx = self._split_indices(dataset)
+        max_bytes = len(train_idx) * (eval_idx.shape[1] + len(dataset.x_test)) * dataset.num_classes * 8
+        request = {
+            "kind": "evaluate", "fingerprint": dataset.fingerprint, "source": source, "timeout_s": self.timeout_s,
+        }  # fmt: skip
+        for attempt in range(2):
+            worker = self._ready_worker(index)
+            start = time.perf_counter()
+            try:
+                self._hand_over(worker, dataset, request)
+                break
+            except _WORKER_ERRORS as error:  # dead or stopped before taking the body: a fresh worker gets it, once
+                self._replace_worker(index, worker)
+                if attempt == 1:
+                    return self._worker_failure(error, start), False
+        try:
+            # The worker answers by itself at timeout_s; the extra grace only covers a worker that is stuck.
+            reply, buffers = worker.receive(max_bytes, time.monotonic() + self.timeout_s + 10.0)
+        except _WORKER_ERRORS as error:
+            self._replace_worker(index, worker)
+            return self._worker_failure(error, start), False
+        if reply["status"] != "ok":
+            status, duration = ExecutionStatus(reply["status"]), time.perf_counter() - start
+            return ExecutionResult(status, reply["message"], reply["error_type"], duration), reply["caused_by_code"]
+        return self._score(dataset, eval_idx, buffers, start), True
+
+    def _ready_worker(self, index: int) -> _Worker:
+        """The worker in slot ``index``, started if the slot is empty; one that fails to start is not kept."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("CodeExecutor is closed")
             if self._slots[index] is None:
                 self._slots[index] = _Worker(self._init)
             worker = self._slots[index]
-        worker.wait_ready(self.startup_timeout_s)
-        train_idx, eval_idx = self._split_indices(dataset)
-        max_bytes = len(train_idx) * (eval_idx.shape[1] + len(dataset.x_test)) * dataset.num_classes * 8
-        start = time.perf_counter()
-        # The worker answers by itself at timeout_s; the extra grace only covers a worker that is stuck.
-        deadline = time.monotonic() + self.timeout_s + 10.0
-        request = {
-            "kind": "evaluate", "fingerprint": dataset.fingerprint, "source": source, "timeout_s": self.timeout_s,
-        }  # fmt: skip
         try:
-            reply, buffers = worker.request(request, (), max_bytes, deadline)
-            if reply["kind"] == "need_dataset":
-                worker.request(*self._dataset_message(dataset), 0, deadline)
-                reply, buffers = worker.request(request, (), max_bytes, deadline)
-        except (EOFError, TimeoutError, ValueError, OSError) as error:
-            self._replace_worker(index, worker)
-            status = ExecutionStatus.TIMEOUT if isinstance(error, TimeoutError) else ExecutionStatus.CRASH
-            error_type = "TimeoutError" if status is ExecutionStatus.TIMEOUT else "WorkerCrash"
-            return ExecutionResult(status, f"{error_type}: {error}", error_type, time.perf_counter() - start)
-        if reply["status"] != "ok":
-            duration = time.perf_counter() - start
-            return ExecutionResult(ExecutionStatus(reply["status"]), reply["message"], reply["error_type"], duration)
-        return self._score(dataset, eval_idx, buffers, start)
+            worker.wait_ready(self.startup_timeout_s)
+        except RuntimeError:
+            with self._lock:
+                if self._slots[index] is worker:
+                    self._slots[index] = None
+            raise
+        return worker
+
+    def _hand_over(self, worker: _Worker, dataset: TabularDataset, request: dict) -> None:
+        """Send ``request`` (and the dataset if the worker lacks it) until the worker acknowledges it."""
+        reply, _ = worker.request(request, (), 0, time.monotonic() + WORKER_ACK_TIMEOUT_S)
+        if reply["kind"] == "need_dataset":
+            worker.request(*self._dataset_message(dataset), 0, time.monotonic() + WORKER_ACK_TIMEOUT_S)
+            reply, _ = worker.request(request, (), 0, time.monotonic() + WORKER_ACK_TIMEOUT_S)
+        if reply["kind"] != "accepted":
+            raise ValueError(f"the sandbox worker answered {reply['kind']!r} to an evaluation request")
+
+    @staticmethod
+    def _worker_failure(error: Exception, start: float) -> ExecutionResult:
+        status = ExecutionStatus.TIMEOUT if isinstance(error, TimeoutError) else ExecutionStatus.CRASH
+        error_type = "TimeoutError" if status is ExecutionStatus.TIMEOUT else "WorkerCrash"
+        return ExecutionResult(status, f"{error_type}: {error}", error_type, time.perf_counter() - start)
 
     def _score(self, dataset: TabularDataset, eval_idx: np.ndarray, buffers: list, start: float) -> ExecutionResult:
         """The AUCs, computed here from the children's probabilities: labels never enter the sandbox."""

@@ -1,14 +1,15 @@
 """The adversarial sandbox cases (issue 6) routed through the real token-level env, token by token.
 
-For every case: the env answers with the failure reward (or, for label-stealing attempts, no unearned reward),
-shows the reflection prompt after a failure, changes no file outside the sandbox, and goes on to score the next
-action of the same episode.
+For every case: the env answers with the failure reward (or, for harmless attempts, no unearned reward), shows the
+reflection prompt after a failure, is contained as in the executor-level test (no file changed outside the
+sandbox, no process left, the env's dataset arrays unchanged) and goes on to score the next action of the same
+episode.
 """
 
 import gymnasium as gym
 import pytest
 from conftest import run_action
-from test_sandbox_adversarial import ADVERSARIAL_CASES, _pwned_files, _snapshot, render
+from test_sandbox_adversarial import ADVERSARIAL_CASES, contained, make_sentinel, render
 
 import etpo_gym  # noqa: F401
 from etpo_gym.executor import CodeExecutor
@@ -32,12 +33,11 @@ def env():
     ("body", "expectation"), [c[1:] for c in ADVERSARIAL_CASES], ids=[c[0] for c in ADVERSARIAL_CASES]
 )
 def test_adversarial_case_through_env(env, tmp_path, body, expectation):
-    sentinel = tmp_path / "sentinel"
-    sentinel.mkdir()
-    (sentinel / "keep.txt").write_text("original")
-    files_before, sentinel_before = _pwned_files(), _snapshot(str(sentinel))
+    sentinel = make_sentinel(tmp_path)
     env.reset(seed=0)
-    _, reward, terminated, truncated, info = run_action(env, render(body, sentinel))
+    task = env.unwrapped.task
+    with contained(task.executor, task.dataset, sentinel):
+        _, reward, terminated, truncated, info = run_action(env, render(body, sentinel))
     if expectation == "fail":
         assert reward == -1.0 and not terminated and not truncated, info["error"]
         assert info["prompt_changed"] and "An error was reported" in info["prompt"]
@@ -45,7 +45,6 @@ def test_adversarial_case_through_env(env, tmp_path, body, expectation):
         assert reward < 0.95, info
     else:
         assert info["status"] == "ok", info["error"]
-    assert _pwned_files() == files_before and _snapshot(str(sentinel)) == sentinel_before
     if not (terminated or truncated):
         _, reward, terminated, _, info = run_action(env, FOLLOW_UP + f"  # after {body[:30]!r}")
         assert terminated and reward > 0.5, info["error"]

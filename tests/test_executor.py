@@ -10,6 +10,8 @@ import numpy as np
 import psutil
 import pytest
 
+from etpo_gym import _sandbox_worker as worker_protocol
+from etpo_gym import executor as executor_module
 from etpo_gym import task
 from etpo_gym.datasets import load_dataset
 from etpo_gym.executor import CodeExecutor, ExecutionStatus
@@ -144,14 +146,68 @@ def test_crashes_are_reported_and_executor_recovers(executor, dataset):
     assert executor.evaluate(dataset, LOGISTIC + "  # after crashes").ok
 
 
-def test_killed_worker_is_replaced(executor, dataset):
-    executor.evaluate(dataset, LOGISTIC)  # make sure a worker is up
+def test_body_sent_to_a_dead_worker_is_retried_and_scored(executor, dataset):
+    expected = executor.evaluate(dataset, LOGISTIC + "  # before the kill")  # a worker is up and ready
     (pid,) = executor.worker_pids()
     os.kill(pid, signal.SIGKILL)
-    result = executor.evaluate(dataset, LOGISTIC + "  # first after kill")
-    assert result.status is ExecutionStatus.CRASH and result.error_type == "WorkerCrash"
-    assert executor.evaluate(dataset, LOGISTIC + "  # second after kill").ok
+    body = LOGISTIC + "  # sent to a dead worker"
+    first = executor.evaluate(dataset, body)
+    assert first.ok and first.split_aucs == expected.split_aucs and not first.cached, first
+    again = executor.evaluate(dataset, body)
+    assert again.cached and again.ok and again.reward == expected.reward
     assert executor.worker_pids() != [pid]
+
+
+def test_body_sent_to_a_stopped_worker_is_retried_and_scored(executor, dataset, monkeypatch):
+    monkeypatch.setattr(executor_module, "WORKER_ACK_TIMEOUT_S", 1.0)
+    expected = executor.evaluate(dataset, LOGISTIC + "  # before the stop")  # a worker is up and ready
+    (pid,) = executor.worker_pids()
+    os.kill(pid, signal.SIGSTOP)
+    body = LOGISTIC + "  # sent to a stopped worker"
+    first = executor.evaluate(dataset, body)
+    assert first.ok and first.split_aucs == expected.split_aucs, first
+    assert executor.evaluate(dataset, body).ok
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_worker_lost_during_an_evaluation_is_not_cached(executor, dataset):
+    executor.evaluate(dataset, LOGISTIC + "  # before the loss")  # a worker is up and ready
+    (pid,) = executor.worker_pids()
+    body = "import time\ntime.sleep(0.3)\n" + LOGISTIC
+    future = executor.submit(dataset, body)
+    deadline = time.monotonic() + 10
+    while not psutil.Process(pid).children() and time.monotonic() < deadline:  # the worker runs the body
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    lost = future.result(timeout=60)
+    assert lost.status is ExecutionStatus.CRASH and lost.error_type == "WorkerCrash"
+    again = executor.evaluate(dataset, body)
+    assert again.ok and not again.cached
+
+
+def test_only_a_failed_sandbox_setup_is_not_blamed_on_the_body():
+    def outcome(header: dict) -> tuple:
+        read_fd, write_fd = os.pipe()
+        worker_protocol.write_message(write_fd, header)
+        os.close(write_fd)
+        output = os.read(read_fd, 1 << 16)
+        os.close(read_fd)
+        return worker_protocol._child_outcome({"output": output, "split": 0}, None, 0)
+
+    setup = {"ok": False, "error_type": "WorkerCrash", "message": "sandbox setup: landlock", "setup": True}
+    assert outcome(setup) == ("crash", "WorkerCrash", "sandbox setup: landlock", False)
+    assert outcome({"ok": False, "error_type": "NameError", "message": "NameError: x"})[-1] is True
+    segfault = worker_protocol._child_outcome({"output": b"", "split": 0}, None, signal.SIGSEGV)
+    assert segfault == ("crash", "WorkerCrash", "WorkerCrash: killed by signal SIGSEGV", True)
+
+
+def test_default_random_state_is_reproducible_across_processes(executor, dataset):
+    body = "from sklearn.ensemble import RandomForestClassifier\nmodel = RandomForestClassifier(n_estimators=10)\n"
+    body += "model.fit(x_train, y_train)"
+    with CodeExecutor(timeout_s=TIMEOUT_S, memory_limit_mb=1024, cache_size=0) as other:
+        results = [other.evaluate(dataset, body), executor.evaluate(dataset, body)]
+    assert all(r.ok for r in results) and results[0].split_aucs == results[1].split_aucs
+    assert len(set(results[0].split_aucs)) > 1
 
 
 def test_cache_hit_is_identical_and_fast(executor, dataset):

@@ -5,27 +5,33 @@
 by :func:`render`. Expectations:
 
 * ``"fail"``: status is not ok, reward is ``task.FAILURE_REWARD``;
-* ``"honest"``: the body tries to steal labels; it may succeed as a program, but its AUC must not be the ~1.0
-  that stolen labels give (kidney_stone's honest models score ~0.75);
-* ``"ok"``: legitimate but abusive code (``n_jobs=-1``, mutating its inputs) that must still be scored.
+* ``"honest"``: the attempt is harmless by construction and may succeed as a program, but its AUC must not be
+  the ~1.0 that stolen labels give (kidney_stone's honest models score ~0.75); each such case says why;
+* ``"ok"``: legitimate but abusive code (``n_jobs=-1``) that must still be scored.
 
-For every case: no file appears or changes outside the sandbox, no process is left in the worker's session, the
-caller's arrays are unchanged and the executor scores the next body normally.
+Label-stealing attempts that a layer present everywhere blocks (the audit hook, the result-size check) expect
+``"fail"``: the audit hook is installed whether or not the kernel has Landlock and seccomp.
+
+For every case (:func:`contained`): no file appears or changes outside the sandbox, no process is left in the
+worker's session, the caller's arrays are unchanged; and the executor scores the next body normally.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
 
 from etpo_gym import task
-from etpo_gym.datasets import load_dataset
+from etpo_gym.datasets import TabularDataset, load_dataset
 from etpo_gym.executor import CodeExecutor, ExecutionStatus
 
 # Hands the generated code the real import function (bypassing the allow-list) to reach the next layer.
@@ -125,16 +131,23 @@ MALICIOUS_GETATTR = textwrap.dedent("""\
 
 ADVERSARIAL_CASES: list[tuple[str, str, str]] = [
     ("read-etc-passwd", "text = open('/etc/passwd').read()\nmodel = None", "fail"),
-    ("read-package-data-labels", STEAL_FROM_CSV, "honest"),
+    # the package's data files are denied by the audit hook (and by Landlock, which leaves them out of its view)
+    ("read-package-data-labels", STEAL_FROM_CSV, "fail"),
     ("read-sklearn-bundled-data", "from sklearn.datasets import load_iris\nload_iris()\nmodel = None", "fail"),
     ("read-proc-parent-memory", IMP + "os = imp('os')\nopen(f'/proc/{os.getppid()}/mem', 'rb')\nmodel = None", "fail"),
     ("listdir-home", IMP + "imp('os').listdir('/root')\nmodel = None", "fail"),
-    ("frames-steal-labels", STEAL_FROM_FRAMES, "honest"),
+    # the audit hook refuses frame introspection (sys._getframe) from generated code
+    ("frames-steal-labels", STEAL_FROM_FRAMES, "fail"),
     ("traceback-frame-walk", "try:\n    1 / 0\nexcept ZeroDivisionError as e:\n    f = e.__traceback__.tb_frame\nmodel = None", "fail"),
-    ("gc-steal-labels", STEAL_WITH_GC, "honest"),
+    # the audit hook refuses gc.get_objects (and the child zeroed every label buffer it was not given)
+    ("gc-steal-labels", STEAL_WITH_GC, "fail"),
+    # harmless: every split runs in a fresh child, so the memo holds only this split's training rows, none of
+    # which is an evaluation row of the same split; a valid program that scores ~0.5
     ("memo-across-splits", MEMO_ACROSS_SPLITS, "honest"),
-    ("memo-in-tmp-file", MEMO_IN_FILE, "honest"),
-    ("forge-result-pipe", FORGE_RESULT, "honest"),
+    # the audit hook (and Landlock) refuse writes outside the child's temp dir
+    ("memo-in-tmp-file", MEMO_IN_FILE, "fail"),
+    # the worker rejects a result whose sizes do not match the split: "exited with code 0 without a result"
+    ("forge-result-pipe", FORGE_RESULT, "fail"),
     ("numpy-c-level-read", "np.fromfile('{package_data}/kidney_stone.csv.gz', dtype=np.uint8)\nmodel = None", "fail"),
     ("numpy-c-level-write", "np.zeros(3).tofile('/tmp/etpo_pwned_tofile')\nmodel = None", "fail"),
     ("raw-fork-exec", IMP + "imp('_posixsubprocess').fork_exec([b'/bin/touch', b'/tmp/etpo_pwned_fe'], [b'/bin/touch'], "
@@ -189,7 +202,7 @@ ADVERSARIAL_CASES: list[tuple[str, str, str]] = [
         "    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass",
         "fail",
     ),
-    (
+    (  # harmless: the child's arrays are its own copies (the caller's stay unchanged, see contained())
         "mutate-inputs",
         "x_train[:] = 0\ny_train[:] = 1 - y_train\nfrom sklearn.linear_model import LogisticRegression\n"
         "model = LogisticRegression().fit(x_train + np.arange(len(x_train))[:, None], y_train)",
@@ -237,22 +250,42 @@ def executor():
         yield executor
 
 
-@pytest.fixture
-def sentinel(tmp_path):
-    directory = tmp_path / "sentinel"
+def make_sentinel(parent: Path) -> Path:
+    """A directory with one file, which adversarial code must not touch."""
+    directory = parent / "sentinel"
     directory.mkdir()
     (directory / "keep.txt").write_text("original")
     return directory
+
+
+@contextlib.contextmanager
+def contained(executor: CodeExecutor, dataset: TabularDataset, sentinel: Path) -> Iterator[None]:
+    """Asserts that the code run inside the block changed no file outside the sandbox (the sentinel, ``/tmp``),
+    left no process in a worker's session and did not change the caller's arrays."""
+    arrays = (dataset.x, dataset.y, dataset.x_test, dataset.y_test)
+    arrays_before = [a.copy() for a in arrays]
+    files_before, sentinel_before = _pwned_files(), _snapshot(str(sentinel))
+    yield
+    assert _pwned_files() == files_before
+    assert _snapshot(str(sentinel)) == sentinel_before
+    workers = executor.worker_pids()
+    strays = [p for p in psutil.process_iter() if p.pid not in workers and _session(p.pid) in workers]
+    assert not strays, f"processes left in a worker's session: {strays}"
+    for old, new in zip(arrays_before, arrays, strict=True):
+        np.testing.assert_array_equal(old, new)
+
+
+@pytest.fixture
+def sentinel(tmp_path):
+    return make_sentinel(tmp_path)
 
 
 @pytest.mark.parametrize(
     ("body", "expectation"), [c[1:] for c in ADVERSARIAL_CASES], ids=[c[0] for c in ADVERSARIAL_CASES]
 )
 def test_adversarial_code_is_contained(executor, dataset, sentinel, body, expectation):
-    arrays_before = [a.copy() for a in (dataset.x, dataset.y, dataset.x_test, dataset.y_test)]
-    files_before, sentinel_before = _pwned_files(), _snapshot(str(sentinel))
-
-    result = executor.evaluate(dataset, render(body, sentinel))
+    with contained(executor, dataset, sentinel):
+        result = executor.evaluate(dataset, render(body, sentinel))
 
     if expectation == "fail":
         assert result.status is not ExecutionStatus.OK and result.reward == task.FAILURE_REWARD, result
@@ -261,13 +294,6 @@ def test_adversarial_code_is_contained(executor, dataset, sentinel, body, expect
         assert not result.ok or result.auc < 0.95, result
     else:
         assert result.ok, result
-    assert _pwned_files() == files_before
-    assert _snapshot(str(sentinel)) == sentinel_before
-    workers = executor.worker_pids()
-    strays = [p for p in psutil.process_iter() if p.pid not in workers and _session(p.pid) in workers]
-    assert not strays, f"processes left in a worker's session: {strays}"
-    for old, new in zip(arrays_before, (dataset.x, dataset.y, dataset.x_test, dataset.y_test), strict=True):
-        np.testing.assert_array_equal(old, new)
     follow_up = (
         "from sklearn.linear_model import LogisticRegression\nmodel = LogisticRegression().fit(x_train, y_train)"
     )
