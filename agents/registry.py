@@ -72,6 +72,16 @@ _BUILTIN: dict[str, str] = {
 _REGISTRY: dict[str, AgentFn] = {}
 
 
+def import_modules(parser: Any, modules: list[str]) -> None:
+    """Import the modules given to a CLI's ``--import`` (running their ``register_agent`` /
+    ``register_algorithm`` calls); one that cannot be imported is a usage error of ``parser`` (an argparse parser)."""
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            parser.error(f"--import {module}: {error}")
+
+
 def register_agent(name: str, *, replace: bool = False) -> Callable[[AgentFn], AgentFn]:
     """Decorator registering ``fn`` under ``name``; returns ``fn`` unchanged.
 

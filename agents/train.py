@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import importlib
 import json
 import math
 import os
@@ -36,7 +35,7 @@ import etpo_gym  # noqa: F401  (registers the envs)
 from agents import distributed, etpo, ppo, reinforce
 from agents.config import BaseConfig, ETPOConfig, PPOConfig, ReinforceConfig, RunConfig
 from agents.policy import Policy, load_policy
-from agents.registry import greedy_summary
+from agents.registry import greedy_summary, import_modules
 from agents.rollout import Batch, RolloutCollector
 
 
@@ -473,11 +472,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, Any]:
     parser.add_argument("--algo-arg", action="append", default=[], metavar="NAME=VALUE",
                         help="algorithm config field, e.g. --algo-arg beta=0.1")  # fmt: skip
     args = parser.parse_args(argv)
-    for module in args.imports:  # runs their register_algorithm calls
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            parser.error(f"--import {module}: {error}")
+    import_modules(parser, args.imports)
     if args.algo not in ALGORITHMS:
         parser.error(f"unknown --algo {args.algo!r}; choose one of {sorted(ALGORITHMS)} or --import a module that "
                      "calls register_algorithm()")  # fmt: skip

@@ -34,7 +34,6 @@ import argparse
 import csv
 import dataclasses
 import hashlib
-import importlib
 import json
 import math
 import os
@@ -466,13 +465,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Preset, str]:
     if args.model:
         changes["agent_kwargs"] = {**preset.agent_kwargs, "model": args.model}
     preset = dataclasses.replace(preset, **changes)
-    from agents.registry import get_agent, list_agents
+    from agents.registry import get_agent, import_modules, list_agents
 
-    for module in args.imports:  # runs their @register_agent decorators
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            parser.error(f"--import {module}: {error}")
+    import_modules(parser, args.imports)
     known_agents = list_agents()
     unknown = [a for a in preset.agents if a not in known_agents and ":" not in a]
     if unknown:

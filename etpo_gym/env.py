@@ -443,11 +443,11 @@ class DataSciTextEnv(_DataSciEnv):
         max_parallel_splits: int | None = None,
         render_mode: str | None = None,
     ):
+        _check_int("max_obs_chars", max_obs_chars, 1)
+        _check_int("max_action_chars", max_action_chars, 1)
         self._build_task(render_mode, tokenizer, dataset, target, description, prompt_style, max_turns, executor,
                          num_workers=num_workers, timeout_s=timeout_s, memory_limit_mb=memory_limit_mb,
                          max_parallel_splits=max_parallel_splits)  # fmt: skip
-        _check_int("max_obs_chars", max_obs_chars, 1)
-        _check_int("max_action_chars", max_action_chars, 1)
         self.observation_space = spaces.Text(max_obs_chars, min_length=0, charset=_TEXT_CHARSET)
         self.action_space = spaces.Text(max_action_chars, min_length=0, charset=_TEXT_CHARSET)
 
