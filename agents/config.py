@@ -23,7 +23,7 @@ class RunConfig:
 
     algo: str = "etpo"
     """Agent name: ``etpo``, ``etpo-official-loss``, ``etpo-td-lambda``, ``ppo``, ``reinforce`` or ``base`` (see
-    ``agents.train``)."""
+    ``etpo_agents.train``)."""
     env_id: str = "ETPO-DataSci-v0"
     """Gymnasium id of the token-level env (one token per ``step``)."""
     dataset: str | list[str] | None = "pharyngitis"
@@ -98,7 +98,7 @@ class RunConfig:
     resume: bool = False
     """Continue from ``output_dir/checkpoint.pt``: step count, weights, optimiser, RNG state, logs."""
     greedy_eval: bool = True
-    """At the end, write one greedy (argmax) action per dataset and report its AUCs (``agents.train.evaluate``)."""
+    """At the end, write one greedy (argmax) action per dataset and report its AUCs (``etpo_agents.train.evaluate``)."""
     progress_bar: bool = True
     """Show a tqdm bar over env actions."""
 
@@ -171,7 +171,7 @@ class ETPOConfig(_ActorCriticConfig):
     critic_loss: str = "mse"
     """``mse`` (the paper's squared TD error) or ``huber`` (δ = 1, robust to -1 failure spikes)."""
     td_lambda: float = 0.0
-    """λ of soft TD(λ) critic targets inside an action (``agents.etpo.soft_lambda_targets``, an extension): 0 is
+    """λ of soft TD(λ) critic targets inside an action (``etpo_agents.etpo.soft_lambda_targets``, an extension): 0 is
     the paper's one-step per-token backup, which moves an action's reward back by one token per target pass;
     λ → 1 reaches the first tokens at once (more variance; biased when sampling is tempered or top-k)."""
     policy_loss: str = "exact"

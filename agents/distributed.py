@@ -1,6 +1,6 @@
 """Data-parallel training over several processes through Hugging Face ``accelerate`` (DDP, or FSDP2 sharding).
 
-Under ``accelerate launch -m agents.train ...`` every process (rank) runs the same loop on its own device:
+Under ``accelerate launch -m etpo_agents.train ...`` every process (rank) runs the same loop on its own device:
 
 * it collects rollouts from its OWN vector env (its own sandbox workers); env and sampler seeds are offset by
   ``rank * num_envs``, so sub-env ``i`` of rank ``r`` gets ``seed + r * num_envs + i``: together the ranks step
@@ -8,9 +8,9 @@ Under ``accelerate launch -m agents.train ...`` every process (rank) runs the sa
 * the action budget splits across ranks: each update, every rank collects ``ceil(actions_per_rollout /
   world_size)`` actions (at least ``num_minibatches``, so every rank takes the same number of optimiser steps: a
   DDP all-reduce waits for all ranks), and ``total_steps`` counts the actions of ALL ranks (summed each update);
-* gradients are reduced in ``backward`` (:meth:`agents.policy.Policy.distribute`), with the loss of each rank
+* gradients are reduced in ``backward`` (:meth:`etpo_agents.policy.Policy.distribute`), with the loss of each rank
   rescaled so that the result is the gradient of the mean over all ranks' tokens
-  (:func:`agents.policy.apply_gradients`), the same update as one process on the combined batch;
+  (:func:`etpo_agents.policy.apply_gradients`), the same update as one process on the combined batch;
 * only rank 0 logs, shows the progress bar, writes checkpoints and runs the greedy evaluation.
 
 Two ways to hold the model (``RunConfig.fsdp``):
@@ -20,11 +20,11 @@ Two ways to hold the model (``RunConfig.fsdp``):
   (1/world_size each). ``accelerate`` still launches the processes, places devices and carries the reductions;
   the trainer applies ``fully_shard`` itself because rollouts need a scheme ``accelerate``'s FSDP wrapper does not
   offer: each rank samples a different number of tokens, so sampling and the no-grad passes run on parameters
-  gathered once per pass (:meth:`agents.policy.Policy.full_parameters`), while the minibatch forwards/backwards
+  gathered once per pass (:meth:`etpo_agents.policy.Policy.full_parameters`), while the minibatch forwards/backwards
   run sharded in lock step. Launch it with the DDP configs plus ``--fsdp``; an ``accelerate`` config whose
   ``distributed_type`` is FSDP or DeepSpeed is refused with that advice.
 
-A single process (plain ``python -m agents.train``, or ``accelerate launch`` with one process) never imports
+A single process (plain ``python -m etpo_agents.train``, or ``accelerate launch`` with one process) never imports
 ``accelerate`` and behaves exactly as before (``--fsdp`` has no effect there).
 """
 

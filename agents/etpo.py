@@ -38,9 +38,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from agents.config import ETPOConfig
-from agents.policy import Policy, apply_gradients
-from agents.rollout import (
+from etpo_agents.config import ETPOConfig
+from etpo_agents.policy import Policy, apply_gradients
+from etpo_agents.rollout import (
     Batch,
     forward_rows,
     masked_mean,
@@ -89,7 +89,7 @@ def soft_bellman_targets(
     Args:
         state_values: (R,) soft values V of each row's state (from :func:`soft_values` with Q̄).
         rewards: (R,) r_t on an action's last token, else 0.
-        discounts: (R,) see :func:`agents.rollout.row_discounts`.
+        discounts: (R,) see :func:`etpo_agents.rollout.row_discounts`.
         next_rows: (R,) int64 row of the next state, or -1.
 
     Returns:

@@ -62,7 +62,7 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def _embedded_path() -> Path:
-    return Path(str(importlib.resources.files("agents") / "assets" / EMBEDDED_MODEL))
+    return Path(str(importlib.resources.files("etpo_agents") / "assets" / EMBEDDED_MODEL))
 
 
 def load_policy(

@@ -23,9 +23,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from agents.config import PPOConfig
-from agents.policy import Policy, apply_gradients
-from agents.rollout import Batch, forward_rows, masked_mean, row_discounts, segment_minibatches
+from etpo_agents.config import PPOConfig
+from etpo_agents.policy import Policy, apply_gradients
+from etpo_agents.rollout import Batch, forward_rows, masked_mean, row_discounts, segment_minibatches
 
 __all__ = ["PPOConfig", "gae", "kl_penalized_rewards", "ppo_loss", "update"]
 

@@ -60,14 +60,14 @@ def greedy_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 _BUILTIN: dict[str, str] = {
-    "etpo": "agents.train:run_etpo",
-    "etpo-official-loss": "agents.train:run_etpo_official_loss",
-    "etpo-td-lambda": "agents.train:run_etpo_td_lambda",
-    "ppo": "agents.train:run_ppo",
-    "reinforce": "agents.train:run_reinforce",
-    "base": "agents.train:run_base",
-    "sb3-ppo": "agents.sb3:run_sb3_ppo",
-    "sb3-a2c": "agents.sb3:run_sb3_a2c",
+    "etpo": "etpo_agents.train:run_etpo",
+    "etpo-official-loss": "etpo_agents.train:run_etpo_official_loss",
+    "etpo-td-lambda": "etpo_agents.train:run_etpo_td_lambda",
+    "ppo": "etpo_agents.train:run_ppo",
+    "reinforce": "etpo_agents.train:run_reinforce",
+    "base": "etpo_agents.train:run_base",
+    "sb3-ppo": "etpo_agents.sb3:run_sb3_ppo",
+    "sb3-a2c": "etpo_agents.sb3:run_sb3_a2c",
 }
 _REGISTRY: dict[str, AgentFn] = {}
 

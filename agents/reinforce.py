@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from agents.config import ReinforceConfig
-from agents.policy import Policy, apply_gradients
-from agents.rollout import Batch, forward_rows, masked_mean, reference_hidden_states, segment_minibatches
+from etpo_agents.config import ReinforceConfig
+from etpo_agents.policy import Policy, apply_gradients
+from etpo_agents.rollout import Batch, forward_rows, masked_mean, reference_hidden_states, segment_minibatches
 
 __all__ = ["ReinforceConfig", "action_returns", "baselines", "reinforce_loss", "update"]
 

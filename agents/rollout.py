@@ -40,7 +40,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.policy import Policy
+from etpo_agents.policy import Policy
 
 
 @dataclass
@@ -196,7 +196,7 @@ class RolloutCollector:
 
     Args:
         envs: a Gymnasium vector env of a token-level ETPO env.
-        policy: the :class:`~agents.policy.Policy` to sample from.
+        policy: the :class:`~etpo_agents.policy.Policy` to sample from.
         temperature: sampling temperature (0 = greedy).
         top_k: sample among the k most likely tokens, or ``None``.
         seed: seeds the envs (sub-env i gets ``seed + i``) and the sampling generator.

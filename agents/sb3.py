@@ -55,8 +55,8 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 import etpo_gym  # noqa: F401  (registers the envs)
-from agents.policy import load_policy
-from agents.registry import greedy_summary
+from etpo_agents.policy import load_policy
+from etpo_agents.registry import greedy_summary
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
 """SB3 algorithms :func:`train_sb3` accepts (on-policy actor-critics, which is what the LM policy is)."""
@@ -72,7 +72,7 @@ SB3_ALGO_DEFAULTS: dict[str, Any] = {"gamma": 1.0}
 
 DEVIATION from SB3's default ``gamma=0.99``: SB3 discounts per step, i.e. per *token* here, which would shrink an
 action-end reward by 0.99**256 ≈ 0.08 at the action's first token. The project's agents discount only between
-actions (``gamma`` of ``agents.config``); with at most ``max_turns`` actions per episode, returns stay bounded
+actions (``gamma`` of ``etpo_agents.config``); with at most ``max_turns`` actions per episode, returns stay bounded
 undiscounted. SB3 bootstraps on truncation (the failed-turn cap) with ``predict_values`` and never on termination.
 """
 
@@ -84,7 +84,7 @@ class LMFeaturesExtractor(BaseFeaturesExtractor):
         observation_space: the env's ``Dict(input_ids, attention_mask)`` space.
         model: a ``transformers`` causal LM, or ``None`` to load ``model_name_or_path``.
         model_name_or_path: ``"etpo-tiny-coder"``, a local directory or a cached hub id, loaded in float32 with
-            ``agents.policy.load_policy`` (never downloads); used when ``model`` is ``None``.
+            ``etpo_agents.policy.load_policy`` (never downloads); used when ``model`` is ``None``.
     """
 
     def __init__(
@@ -164,7 +164,7 @@ class LMActorCriticPolicy(ActorCriticPolicy):
         observation_space: ``Dict(input_ids, attention_mask)``, right-padded token ids.
         action_space: ``Discrete(vocab_size)``.
         lr_schedule: SB3's learning-rate schedule.
-        model_name_or_path: the LM to load (``agents.policy.load_policy``); saved in ``policy_kwargs``, so SB3's
+        model_name_or_path: the LM to load (``etpo_agents.policy.load_policy``); saved in ``policy_kwargs``, so SB3's
             ``load`` rebuilds it and then restores the trained weights.
         model: an LM object instead (e.g. a small random one); SB3's ``save`` pickles it with ``policy_kwargs``.
         **kwargs: other ``ActorCriticPolicy`` arguments (``optimizer_class``, ``optimizer_kwargs``, ...);
@@ -214,7 +214,7 @@ class ActionBudgetCallback(BaseCallback):
 
     An action ends on the step whose ``info["action_done"]`` is True; its reward is the AUC or -1. ``curve`` gets
     one ``(env_actions, reward_mean)`` point per SB3 rollout (the actions completed during it), like the
-    ``metrics.csv`` rows of ``agents.train``.
+    ``metrics.csv`` rows of ``etpo_agents.train``.
 
     Args:
         total_actions: the budget, in code executions summed over all sub-envs.
@@ -322,7 +322,7 @@ def train_sb3(
             last action; that last partial rollout is not trained on (SB3 stops collection without an update).
             With ``n_envs > 1`` sub-envs finishing on the same step can overshoot by up to ``n_envs - 1``.
         seed: seeds SB3 (torch, numpy, envs) and the greedy evaluation resets.
-        model: an LM name/path (``agents.policy.load_policy``), an LM object, or ``None`` for SB3's
+        model: an LM name/path (``etpo_agents.policy.load_policy``), an LM object, or ``None`` for SB3's
             ``"MultiInputPolicy"`` (an MLP over the raw token ids; a baseline that learns little).
         env_id: a token-level env id.
         n_envs: sub-envs (share one executor, created here unless ``env_kwargs["executor"]`` is given).

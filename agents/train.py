@@ -1,10 +1,10 @@
 """Train an agent on a token-level ETPO env: the CLI and the Python API used by ``benchmarks/compare.py``.
 
-    python -m agents.train --algo etpo --env ETPO-DataSci-v0 --dataset pharyngitis \\
+    python -m etpo_agents.train --algo etpo --env ETPO-DataSci-v0 --dataset pharyngitis \\
         --model etpo-tiny-coder --total-steps 64 --seed 0 --output-dir runs/etpo
 
 ``--total-steps`` counts env actions (code executions). Each iteration collects ``actions_per_rollout`` completed
-actions (:mod:`agents.rollout`) and runs the algorithm's ``update``. Outputs in ``output_dir``: ``metrics.csv``
+actions (:mod:`etpo_agents.rollout`) and runs the algorithm's ``update``. Outputs in ``output_dir``: ``metrics.csv``
 (one row per update), TensorBoard events, ``checkpoint.pt`` (``--resume`` continues from it: step count,
 weights, optimiser, RNG state, logs) and ``final_metrics.json`` (including the greedy evaluation).
 ``--import MODULE`` imports a module of yours first, so that ``--algo`` can name the algorithms it registers with
@@ -32,11 +32,11 @@ import numpy as np
 import torch
 
 import etpo_gym  # noqa: F401  (registers the envs)
-from agents import distributed, etpo, ppo, reinforce
-from agents.config import BaseConfig, ETPOConfig, PPOConfig, ReinforceConfig, RunConfig
-from agents.policy import Policy, load_policy
-from agents.registry import greedy_summary, import_modules
-from agents.rollout import Batch, RolloutCollector
+from etpo_agents import distributed, etpo, ppo, reinforce
+from etpo_agents.config import BaseConfig, ETPOConfig, PPOConfig, ReinforceConfig, RunConfig
+from etpo_agents.policy import Policy, load_policy
+from etpo_agents.registry import greedy_summary, import_modules
+from etpo_agents.rollout import Batch, RolloutCollector
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ ALGORITHMS: dict[str, AgentSpec] = {
     "reinforce": AgentSpec(ReinforceConfig, reinforce.update),
     "base": AgentSpec(BaseConfig, None),
 }
-"""Algorithms this module trains; ``register_algorithm`` adds more. ``agents.registry`` (compare.py's agent list)
+"""Algorithms this module trains; ``register_algorithm`` adds more. ``etpo_agents.registry`` (compare.py's agent list)
 reaches them through :func:`run_agent` / ``run_etpo`` etc."""
 
 
@@ -223,7 +223,7 @@ def train(run: RunConfig, algo_config: Any = None) -> dict[str, Any]:
     """Train ``run.algo`` for ``run.total_steps`` env actions; returns the final metrics (also in JSON).
 
     Under ``accelerate launch`` with several processes, every rank runs this function on its share of the budget
-    (:mod:`agents.distributed`); the returned metrics are the job's, and only rank 0 writes files.
+    (:mod:`etpo_agents.distributed`); the returned metrics are the job's, and only rank 0 writes files.
 
     Raises:
         FloatingPointError: a loss or gradient became NaN/inf (the message names the update and env action).
@@ -323,7 +323,7 @@ def _record(progress: dict[str, Any], batch: Batch, metrics: dict, ranks: distri
 
 
 def _finish(run: RunConfig, policy: Policy, progress: dict[str, Any], ranks: distributed.Ranks) -> dict[str, Any]:
-    """Final metrics (the keys of ``agents.registry.REQUIRED_METRICS`` and more), also written as JSON.
+    """Final metrics (the keys of ``etpo_agents.registry.REQUIRED_METRICS`` and more), also written as JSON.
 
     Several ranks: rank 0 evaluates and writes the JSON; the others return the training metrics only.
     """
@@ -365,7 +365,7 @@ def greedy_action(policy: Policy, run: RunConfig, dataset: str) -> dict[str, Any
 
 
 def evaluate(policy: Policy, run: RunConfig, datasets: list[str] | None = None) -> dict[str, Any]:
-    """Greedy evaluation: one deterministic first-turn action per dataset (as ``agents.sb3.greedy_action``).
+    """Greedy evaluation: one deterministic first-turn action per dataset (as ``etpo_agents.sb3.greedy_action``).
 
     Returns:
         ``greedy_auc``: mean over datasets of the greedy action's reward (the mean AUC of the reward's 5 splits,
@@ -381,7 +381,7 @@ _ENV_FIELDS = ("dataset", "max_turns", "max_action_tokens", "max_obs_tokens", "p
 
 
 def run_agent(algo: str, env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
-    """``agents.registry`` entry point: train ``algo`` on the env of ``env_kwargs`` for ``total_actions`` actions.
+    """``etpo_agents.registry`` entry point: train ``algo`` on the env of ``env_kwargs`` for ``total_actions`` actions.
 
     Args:
         algo: a name in :data:`ALGORITHMS`.
@@ -416,7 +416,7 @@ def run_agent(algo: str, env_kwargs: dict[str, Any], total_actions: int, seed: i
 
 
 def run_etpo(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
-    """ETPO for ``agents.registry``; see :func:`run_agent`."""
+    """ETPO for ``etpo_agents.registry``; see :func:`run_agent`."""
     return run_agent("etpo", env_kwargs, total_actions, seed, **kwargs)
 
 
@@ -431,17 +431,17 @@ def run_etpo_td_lambda(env_kwargs: dict[str, Any], total_actions: int, seed: int
 
 
 def run_ppo(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
-    """Token-level PPO for ``agents.registry``; see :func:`run_agent`."""
+    """Token-level PPO for ``etpo_agents.registry``; see :func:`run_agent`."""
     return run_agent("ppo", env_kwargs, total_actions, seed, **kwargs)
 
 
 def run_reinforce(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
-    """REINFORCE for ``agents.registry``; see :func:`run_agent`."""
+    """REINFORCE for ``etpo_agents.registry``; see :func:`run_agent`."""
     return run_agent("reinforce", env_kwargs, total_actions, seed, **kwargs)
 
 
 def run_base(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
-    """The sampling-only floor agent for ``agents.registry``; see :func:`run_agent`."""
+    """The sampling-only floor agent for ``etpo_agents.registry``; see :func:`run_agent`."""
     return run_agent("base", env_kwargs, total_actions, seed, **kwargs)
 
 

@@ -2,7 +2,7 @@
 
 Models: the embedded ``etpo-tiny-coder`` when ``agents/assets/etpo-tiny-coder/config.json`` exists, else a random
 Llama of the same shape class (:data:`MODEL_SIZES`). Batches are built with the rollout collector's own packing
-function (:func:`agents.rollout._to_batch`), so they have exactly the layout a real rollout produces: the env's
+function (:func:`etpo_agents.rollout._to_batch`), so they have exactly the layout a real rollout produces: the env's
 real first-turn prompt, ``action_len`` sampled tokens per action, a failed first turn whose successor is the
 second turn, a terminated second turn, and (for an odd number of actions) a truncated action with its bootstrap
 segment.
@@ -78,7 +78,7 @@ def load_model(size: str, seed: int = 0) -> tuple[Any, Any, str]:
     ``large`` are always random Llamas.
     """
     if size == "small" and os.path.exists(EMBEDDED_CONFIG):
-        from agents import load_policy
+        from etpo_agents import load_policy
 
         model, tokenizer = load_policy("etpo-tiny-coder")
         cfg = model.config
@@ -126,14 +126,14 @@ def env_prompt(dataset: str = "pharyngitis") -> list[int]:
 
 
 def make_batch(prompt: list[int], num_actions: int, action_len: int, vocab: int, pad_id: int, seed: int = 0) -> Any:
-    """A rollout :class:`~agents.rollout.Batch` of ``num_actions`` actions of exactly ``action_len`` tokens.
+    """A rollout :class:`~etpo_agents.rollout.Batch` of ``num_actions`` actions of exactly ``action_len`` tokens.
 
     Episodes of two turns: turn 0 fails (reward -1, not terminated, its successor is turn 1), turn 1 succeeds
     (reward 0.8, terminated). With an odd ``num_actions`` the last action is truncated and bootstraps from a
     prompt-only segment, as the collector produces. Tokens are uniform over ``[4, vocab)`` (no special tokens),
     behaviour log-probabilities are log(1/vocab) (0-d tensors, as the collector stores them).
     """
-    from agents.rollout import _Segment, _to_batch
+    from etpo_agents.rollout import _Segment, _to_batch
 
     generator = torch.Generator().manual_seed(seed)
     segments: list[_Segment] = []

@@ -52,9 +52,9 @@ def training_state_mb(policy: Any, optimizer: torch.optim.Optimizer) -> dict[str
 
 
 def _rank_main(rank: int, world_size: int, args: argparse.Namespace, out_path: str) -> None:
-    from agents import distributed, etpo
-    from agents.config import ETPOConfig
-    from agents.policy import Policy
+    from etpo_agents import distributed, etpo
+    from etpo_agents.config import ETPOConfig
+    from etpo_agents.policy import Policy
 
     ranks = distributed.setup("cpu")
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))  # after setup: accelerate sets its own
@@ -98,7 +98,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the ranks; rank 0's figures: ``{"ddp": {...}, "fsdp": {...}, "model": ..., ...}``."""
-    from agents import distributed
+    from etpo_agents import distributed
 
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, "result.json")

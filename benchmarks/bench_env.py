@@ -6,7 +6,7 @@ rollout's wall time (goal <= 2%).
 Measures the raw env (``env.unwrapped``) and the env as ``gym.make`` returns it (with Gymnasium's order-enforcing
 and checker wrappers). Intra-action steps only: the token that ends an action runs the code and is measured by
 ``bench_executor.py``. Then it collects ``--rollout-actions`` actions with the shared rollout collector
-(:class:`agents.rollout.RolloutCollector`, one sync sub-env, the embedded model, temperature 1) and splits the
+(:class:`etpo_agents.rollout.RolloutCollector`, one sync sub-env, the embedded model, temperature 1) and splits the
 rollout's wall time into intra-action ``env.step`` calls, action-ending ``env.step`` calls (code execution in the
 sandbox) and the rest (the model's forward passes and sampling).
 """
@@ -52,8 +52,8 @@ def rollout_shares(num_actions: int, model_size: str = "small", seed: int = 0) -
     """
     from _bench_common import load_model
 
-    from agents.policy import Policy
-    from agents.rollout import RolloutCollector
+    from etpo_agents.policy import Policy
+    from etpo_agents.rollout import RolloutCollector
 
     model, tokenizer, description = load_model(model_size, seed)
     policy = Policy(model, tokenizer, device="cpu")

@@ -2,7 +2,7 @@
 
 Models (no downloads): the embedded ``etpo-tiny-coder`` when installed, and a randomly initialised ~0.5B
 Llama-shaped config (hidden 1024, 24 layers, intermediate 4096, CodeLlama's 32,016-token vocabulary: 0.47B
-parameters). Batches are fixed synthetic rollouts with the collector's layout (``agents.rollout._to_batch``):
+parameters). Batches are fixed synthetic rollouts with the collector's layout (``etpo_agents.rollout._to_batch``):
 ``--actions`` actions of ``--action-tokens`` sampled tokens after a ``--prompt-tokens`` prompt. Each cell runs one
 warm-up update, resets the peak-memory counter, then times ``--repeats`` updates. Goal: ETPO's peak ≤ 1.3× PPO's.
 
@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
-from agents import etpo, ppo
-from agents.config import ETPOConfig, PPOConfig
-from agents.policy import Policy, load_policy
-from agents.rollout import Batch, _Segment, _to_batch
+from etpo_agents import etpo, ppo
+from etpo_agents.config import ETPOConfig, PPOConfig
+from etpo_agents.policy import Policy, load_policy
+from etpo_agents.rollout import Batch, _Segment, _to_batch
 
 EMBEDDED_CONFIG = os.path.join(os.path.dirname(__file__), "..", "agents", "assets", "etpo-tiny-coder", "config.json")
 ALGOS = {"etpo": (etpo.update, ETPOConfig, {"q_head": True}), "ppo": (ppo.update, PPOConfig, {"value_head": True})}

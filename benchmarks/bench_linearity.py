@@ -4,9 +4,9 @@
                                          [--num-actions 4] [--repeats 5] [--threads 1] [--with-ppo]
 
 ETPO explores the whole vocabulary at each of an action's L token positions, so its update should cost a + b*L
-(|V|*L work), not grow like |V|^L. For each L one rollout :class:`agents.rollout.Batch` of ``--num-actions``
+(|V|*L work), not grow like |V|^L. For each L one rollout :class:`etpo_agents.rollout.Batch` of ``--num-actions``
 actions of exactly L tokens is built (the env's real prompt, packed by the collector's own code) and
-``agents.etpo.update`` (default ETPOConfig: 2 epochs x 2 minibatches) is timed on it; lengths are interleaved
+``etpo_agents.etpo.update`` (default ETPOConfig: 2 epochs x 2 minibatches) is timed on it; lengths are interleaved
 round-robin after one warm-up round. Time = median process CPU seconds per update (robust to other processes on a
 shared machine). A least-squares fit time = a + b*L gives the intercept a (the prompt and fixed costs), the slope b
 (seconds per unit of L for the whole batch; b / num_actions per sampled token) and R^2.
@@ -47,7 +47,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> str:
     """Run the benchmark, print and return the Markdown report."""
-    from agents.config import ETPOConfig, PPOConfig
+    from etpo_agents.config import ETPOConfig, PPOConfig
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -4,13 +4,13 @@
                                       [--meta-dtype bfloat16] [--skip-7b]
 
 (a) Rollout buffer, bytes per env action step. Ours: ``Batch.nbytes()`` of a real-layout
-:class:`agents.rollout.Batch` (the env's real prompt, ``--num-actions`` actions of ``--action-len`` tokens with
+:class:`etpo_agents.rollout.Batch` (the env's real prompt, ``--num-actions`` actions of ``--action-len`` tokens with
 token ids drawn from ``--vocab``, packed by the collector's own code, bootstrap segment included), divided by the
 number of actions. Official layout: three float32 arrays of tokens x vocabulary per action step (3 * L * V * 4 bytes;
 the official code stores the policy's, the reference's and the critic's per-token distributions). Goal >= 1000x.
 
 (b) Model memory, parameter + buffer bytes (``sum(t.numel() * t.element_size())`` over the module's parameters and
-buffers) of the objects :class:`agents.policy.Policy` actually builds for ETPO (``q_head=True``):
+buffers) of the objects :class:`etpo_agents.policy.Policy` actually builds for ETPO (``q_head=True``):
 
 * LoRA (``use_lora=True``): one base model with LoRA adapters; π_ref = the same base with adapters disabled (no
   copy); soft-Q head and its Polyak target head (hidden x vocab linear maps, float32);
@@ -83,7 +83,7 @@ def buffer_report(action_len: int, num_actions: int, vocab: int) -> tuple[list[l
 
 
 def policy_breakdown(policy: Any) -> dict[str, int]:
-    """Bytes of each part of an ETPO :class:`~agents.policy.Policy`."""
+    """Bytes of each part of an ETPO :class:`~etpo_agents.policy.Policy`."""
     heads = tensor_bytes(policy.q_head) + tensor_bytes(policy.target_q_head)
     reference = tensor_bytes(policy.ref_model) if policy.ref_model is not None else 0
     adapters = sum(t.numel() * t.element_size() for n, t in policy.model.named_parameters() if "lora_" in n)
@@ -101,7 +101,7 @@ def model_rows(name: str, model: Any, tokenizer: Any, device: str) -> list[list[
     """Table rows for one base model: official four copies vs our LoRA and full fine-tuning ETPO policies."""
     import copy
 
-    from agents.policy import Policy
+    from etpo_agents.policy import Policy
 
     base = tensor_bytes(model)
     official = 4 * base

@@ -1,4 +1,4 @@
-"""Rollout throughput: env actions per minute of :class:`agents.rollout.RolloutCollector` (issue 7).
+"""Rollout throughput: env actions per minute of :class:`etpo_agents.rollout.RolloutCollector` (issue 7).
 
 Matrix: number of sub-envs (async vector env, one sandbox executor per sub-env with ``max_parallel_splits`` =
 cores // envs) × look-ahead (``1``: only the next token overlaps the env step; ``64``: the collector samples up to
@@ -28,8 +28,8 @@ import torch
 from _bench_common import EMBEDDED_CONFIG, load_model
 
 import etpo_gym  # noqa: F401  (registers the envs)
-from agents.policy import Policy, load_policy
-from agents.rollout import RolloutCollector
+from etpo_agents.policy import Policy, load_policy
+from etpo_agents.rollout import RolloutCollector
 
 
 def model_path(tmp_dir: str) -> tuple[str, str]:

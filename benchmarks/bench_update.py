@@ -3,10 +3,10 @@
     python benchmarks/bench_update.py [--model-size small|large|tiny] [--num-actions 8] [--action-len 128]
                                       [--repeats 5] [--threads 1] [--lora]
 
-One realistic :class:`agents.rollout.Batch` (the env's real prompt, ``--num-actions`` actions of ``--action-len``
-tokens, packed by the collector's own code) is built once; ETPO (``agents.etpo.update``) and PPO
-(``agents.ppo.update``) each get a :class:`agents.policy.Policy` over an identical copy of the model (ETPO: soft-Q
-head + Polyak target head; PPO: value head) and the same Adam set-up as ``agents.train``. Their updates are run
+One realistic :class:`etpo_agents.rollout.Batch` (the env's real prompt, ``--num-actions`` actions of ``--action-len``
+tokens, packed by the collector's own code) is built once; ETPO (``etpo_agents.etpo.update``) and PPO
+(``etpo_agents.ppo.update``) each get a :class:`etpo_agents.policy.Policy` over an identical copy of the model (ETPO: soft-Q
+head + Polyak target head; PPO: value head) and the same Adam set-up as ``etpo_agents.train``. Their updates are run
 alternately (ETPO, PPO, ETPO, ...) so machine-load drift hits both alike, after one warm-up update each. Two
 settings are timed:
 
@@ -38,7 +38,7 @@ from _bench_common import add_model_size_argument, env_prompt, load_model, make_
 
 def build_policies(model: Any, tokenizer: Any, use_lora: bool) -> dict[str, Any]:
     """``{"etpo": Policy with Q heads, "ppo": Policy with a value head}`` over identical copies of ``model``."""
-    from agents.policy import Policy
+    from etpo_agents.policy import Policy
 
     return {
         "etpo": Policy(copy.deepcopy(model), tokenizer, q_head=True, use_lora=use_lora, device="cpu"),
@@ -47,7 +47,7 @@ def build_policies(model: Any, tokenizer: Any, use_lora: bool) -> dict[str, Any]
 
 
 def build_optimizer(policy: Any) -> torch.optim.Optimizer:
-    """Adam as ``agents.train.build_optimizer`` with the RunConfig defaults (policy 1e-4, heads 1e-3)."""
+    """Adam as ``etpo_agents.train.build_optimizer`` with the RunConfig defaults (policy 1e-4, heads 1e-3)."""
     groups = [{"params": policy.policy_parameters(), "lr": 1e-4}]
     if policy.head_parameters():
         groups.append({"params": policy.head_parameters(), "lr": 1e-3})
@@ -56,7 +56,7 @@ def build_optimizer(policy: Any) -> torch.optim.Optimizer:
 
 def update_fns(policies: dict[str, Any], batch: Any, etpo_config: Any, ppo_config: Any) -> dict[str, Callable[[], Any]]:
     """One zero-argument callable per algorithm running one full update on ``batch``."""
-    from agents import etpo, ppo
+    from etpo_agents import etpo, ppo
 
     optimizers = {name: build_optimizer(policy) for name, policy in policies.items()}
     generator = torch.Generator().manual_seed(0)
@@ -93,8 +93,8 @@ def _no_grad_passes(
     """Median CPU seconds of no-grad passes over the whole batch: ETPO's ``compute_targets`` (run once per epoch)
     and PPO's ``compute_advantages`` (once per update), and the bare backbone forwards with and without pi_ref
     (ETPO runs pi_ref's forward once per update and keeps its hidden states; PPO once per update too)."""
-    from agents import etpo, ppo
-    from agents.rollout import forward_rows, reference_hidden_states
+    from etpo_agents import etpo, ppo
+    from etpo_agents.rollout import forward_rows, reference_hidden_states
 
     def backbone(with_ref: bool) -> None:
         with torch.no_grad():
@@ -134,7 +134,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> str:
     """Run the benchmark, print and return the Markdown report."""
-    from agents.config import ETPOConfig, PPOConfig
+    from etpo_agents.config import ETPOConfig, PPOConfig
 
     args = parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -23,7 +23,7 @@ code did not return a working model) counts as AUC 0.5 (:data:`FAILED_GREEDY_AUC
 predictor scores) in both greedy AUCs' means, CIs, significance test and ranking, so failing never helps; the
 greedy success rate is reported next to them.
 
-Agents are looked up in ``agents.registry`` (``etpo``, ``etpo-official-loss``, ``etpo-td-lambda``, ``ppo``,
+Agents are looked up in ``etpo_agents.registry`` (``etpo``, ``etpo-official-loss``, ``etpo-td-lambda``, ``ppo``,
 ``reinforce``, ``base``, ``sb3-ppo``, ``sb3-a2c``, names registered by a module given to ``--import``, or
 ``module:function``).
 """
@@ -70,7 +70,7 @@ class Preset:
     """One benchmark configuration.
 
     Attributes:
-        agents: agent names (see ``agents.registry.list_agents()``).
+        agents: agent names (see ``etpo_agents.registry.list_agents()``).
         datasets: dataset names; each cell trains on one dataset.
         seeds: run seeds; the 95% CIs are over these.
         total_actions: env actions (code executions) per cell, the same for every agent.
@@ -143,7 +143,7 @@ def load_finished(path: str) -> dict[str, dict]:
 
 def run_cell(agent: str, dataset: str, seed: int, preset: Preset, output_dir: str) -> dict[str, Any]:
     """Train one agent on one dataset with one seed; returns the JSON record (status ok or failed)."""
-    from agents.registry import get_agent
+    from etpo_agents.registry import get_agent
 
     key = cell_key(agent, dataset, seed, preset)
     cell_dir = os.path.join(output_dir, "cells", key)
@@ -465,7 +465,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[Preset, str]:
     if args.model:
         changes["agent_kwargs"] = {**preset.agent_kwargs, "model": args.model}
     preset = dataclasses.replace(preset, **changes)
-    from agents.registry import get_agent, import_modules, list_agents
+    from etpo_agents.registry import get_agent, import_modules, list_agents
 
     import_modules(parser, args.imports)
     known_agents = list_agents()

@@ -3,13 +3,13 @@
 Each env action is one body, written token by token (``env.step(token_id)``) and ended with EOS; the env runs it
 in its sandbox and rewards the mean ROC AUC (or -1). The bandit keeps a mean reward per (dataset, body) and picks
 the best body with probability ``1 - epsilon``. It needs no torch: the point is the env protocol and the agent
-contract of ``agents.registry``.
+contract of ``etpo_agents.registry``.
 
 Run it (a few actions on iris)::
 
     python examples/custom_agent.py --dataset iris --total-actions 6
 
-or benchmark it next to the built-in agents (``compare.py`` resolves names through ``agents.registry``)::
+or benchmark it next to the built-in agents (``compare.py`` resolves names through ``etpo_agents.registry``)::
 
     python benchmarks/compare.py --agents sb3-ppo,examples.custom_agent:run
 """
@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 import etpo_gym  # noqa: F401  (registers the envs)
-from agents.registry import register_agent
+from etpo_agents.registry import register_agent
 
 BODIES = {
     "random_forest": (
@@ -77,7 +77,7 @@ def run(
         **kwargs: other runner options (ignored by this agent).
 
     Returns:
-        The metrics of ``agents.registry.REQUIRED_METRICS`` plus ``best_body`` per dataset.
+        The metrics of ``etpo_agents.registry.REQUIRED_METRICS`` plus ``best_body`` per dataset.
     """
     start = time.perf_counter()
     rng = np.random.default_rng(seed)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 import etpo_gym  # noqa: F401
-from agents import registry
-from agents.registry import register_agent
+from etpo_agents import registry
+from etpo_agents.registry import register_agent
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -223,7 +223,7 @@ def test_bad_command_line_input_is_a_usage_error(argv, message, tmp_path, capsys
 
 def test_import_option_makes_registered_names_usable(tmp_path, monkeypatch):
     (tmp_path / "my_compare_agents.py").write_text(
-        "from agents.registry import register_agent\n\n\n@register_agent('tmp-registered-agent')\n"
+        "from etpo_agents.registry import register_agent\n\n\n@register_agent('tmp-registered-agent')\n"
         "def run(env_kwargs, total_actions, seed, **kwargs):\n    return {}\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -235,9 +235,9 @@ def test_import_option_makes_registered_names_usable(tmp_path, monkeypatch):
 
 
 def test_train_cli_import_option_makes_registered_algorithms_usable(tmp_path, monkeypatch):
-    train = pytest.importorskip("agents.train")
+    train = pytest.importorskip("etpo_agents.train")
     (tmp_path / "my_train_algos.py").write_text(
-        "from agents.config import BaseConfig\nfrom agents.train import AgentSpec, register_algorithm\n\n"
+        "from etpo_agents.config import BaseConfig\nfrom etpo_agents.train import AgentSpec, register_algorithm\n\n"
         "register_algorithm('tmp-registered-algo', AgentSpec(BaseConfig, None))\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -2,7 +2,7 @@
 update as one process on the combined batch, replicated (DDP) and sharded (FSDP2) (issue 7).
 
 The batch is built here from fixed tensors (not env rollouts), so both sides see exactly the same tokens; the halves
-have different token counts, which checks the global-token loss normalisation of ``agents.policy.apply_gradients``.
+have different token counts, which checks the global-token loss normalisation of ``etpo_agents.policy.apply_gradients``.
 SGD, not Adam: Adam's first step is ≈ lr·sign(g), which turns float rounding on near-zero gradients into large
 differences.
 """
@@ -14,10 +14,10 @@ import os
 import pytest
 import torch
 
-from agents import distributed, etpo, ppo, reinforce
-from agents.config import ETPOConfig, PPOConfig, ReinforceConfig
-from agents.policy import Policy
-from agents.rollout import Batch, _Segment, _to_batch
+from etpo_agents import distributed, etpo, ppo, reinforce
+from etpo_agents.config import ETPOConfig, PPOConfig, ReinforceConfig
+from etpo_agents.policy import Policy
+from etpo_agents.rollout import Batch, _Segment, _to_batch
 
 VOCAB = 48
 WORLD_SIZE = 2
@@ -173,7 +173,7 @@ def test_sampling_gathers_the_policy_but_not_the_reference_copy(rank_results):
 
 
 def test_budget_split_across_ranks():
-    from agents.distributed import Ranks
+    from etpo_agents.distributed import Ranks
 
     assert Ranks().actions_per_rank(8, 5, min_actions=2) == 5  # one process: exactly as before
     two = Ranks(rank=1, world_size=2)
@@ -184,8 +184,8 @@ def test_budget_split_across_ranks():
 
 def _train_rank(rank: int, run_kwargs: dict) -> None:
     torch.set_num_threads(1)
-    from agents.config import RunConfig
-    from agents.train import train
+    from etpo_agents.config import RunConfig
+    from etpo_agents.train import train
 
     train(RunConfig(**run_kwargs))
 
@@ -225,8 +225,8 @@ def test_fsdp_training_on_real_envs_checkpoints_and_resumes(tiny_model_dir, tmp_
     resumed = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert resumed["progress"]["updates"] == len(steps)
 
-    from agents.config import RunConfig
-    from agents.train import train
+    from etpo_agents.config import RunConfig
+    from etpo_agents.train import train
 
     final = train(RunConfig(total_steps=10, resume=True, **{**run, "greedy_eval": False}))  # one process resumes it
     assert final["updates"] == len(steps) + 1 and final["num_actions"] >= 10

@@ -9,8 +9,8 @@ import math
 import pytest
 import torch
 
-from agents.config import RunConfig
-from agents.train import train
+from etpo_agents.config import RunConfig
+from etpo_agents.train import train
 from benchmarks import bench_gpu
 
 pytestmark = pytest.mark.gpu

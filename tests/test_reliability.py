@@ -14,7 +14,7 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 
 def train_command(model: str, output_dir: str, total_steps: int, resume: bool = False) -> list[str]:
-    command = [sys.executable, "-m", "agents.train", "--algo", "reinforce", "--dataset", "iris", "--model", model,
+    command = [sys.executable, "-m", "etpo_agents.train", "--algo", "reinforce", "--dataset", "iris", "--model", model,
                "--total-steps", str(total_steps), "--actions-per-rollout", "1", "--max-action-tokens", "8",
                "--max-turns", "2", "--save-every", "1", "--no-eval", "--no-progress", "--output-dir", output_dir]  # fmt: skip
     return command + (["--resume"] if resume else [])

@@ -19,8 +19,8 @@ import torch
 from stable_baselines3 import A2C, PPO
 
 import etpo_gym  # noqa: F401  (registers the envs)
-from agents import registry
-from agents.sb3 import LMActorCriticPolicy, make_sb3_env, run_sb3_a2c, run_sb3_ppo, train_sb3
+from etpo_agents import registry
+from etpo_agents.sb3 import LMActorCriticPolicy, make_sb3_env, run_sb3_a2c, run_sb3_ppo, train_sb3
 from etpo_gym.tokenizer import load_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +181,7 @@ def test_registry_lists_builtins_and_registers_custom_agents():
     assert {"etpo", "ppo", "reinforce", "base", "sb3-ppo", "sb3-a2c"} <= set(registry.list_agents())
     assert all(callable(registry.get_agent(name)) for name in registry.list_agents())
     assert registry.get_agent("sb3-ppo") is run_sb3_ppo and registry.get_agent("sb3-a2c") is run_sb3_a2c
-    assert registry.get_agent("agents.sb3:run_sb3_ppo") is run_sb3_ppo
+    assert registry.get_agent("etpo_agents.sb3:run_sb3_ppo") is run_sb3_ppo
 
     @registry.register_agent("test-constant")
     def constant(env_kwargs, total_actions, seed, **kwargs):
@@ -236,7 +236,7 @@ def test_sb3_cell_through_compare_has_the_budget_accounting_of_a_builtin_agent(t
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["ppo", "a2c"])
 def test_train_sb3_with_the_embedded_model(algo, executor):
-    from agents.policy import load_policy
+    from etpo_agents.policy import load_policy
 
     try:
         load_policy("etpo-tiny-coder")

@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from agents.tiny_coder import corpus, evaluate, programs  # noqa: E402
-from agents.tiny_coder.train import ASSET_DIR, ENV_TOKENIZER, PROMPT_ROOM  # noqa: E402
+from etpo_agents.tiny_coder import corpus, evaluate, programs  # noqa: E402
+from etpo_agents.tiny_coder.train import ASSET_DIR, ENV_TOKENIZER, PROMPT_ROOM  # noqa: E402
 from etpo_gym import task  # noqa: E402
 from etpo_gym.datasets import load_dataset  # noqa: E402
 
@@ -29,7 +29,7 @@ CODE_SAMPLES = [
 @pytest.fixture(scope="module")
 def shipped():
     """The packaged model, loaded by its name the way users do (offline)."""
-    from agents import load_policy
+    from etpo_agents import load_policy
 
     model, tokenizer = load_policy("etpo-tiny-coder")
     assert os.path.samefile(model.name_or_path, ASSET_DIR)
@@ -86,7 +86,7 @@ def test_corpus_bodies_execute_and_mistakes_fail():
 
 
 def test_training_sequences_follow_the_env_tokenization(shipped):
-    from agents.tiny_coder.train import tokenize
+    from etpo_agents.tiny_coder.train import tokenize
 
     _, tokenizer = shipped
     examples = list(corpus.generate(5, seed=0))

@@ -27,8 +27,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from agents.tiny_coder.mistakes import sample_mistake
-from agents.tiny_coder.programs import sample_body
+from etpo_agents.tiny_coder.mistakes import sample_mistake
+from etpo_agents.tiny_coder.programs import sample_body
 from etpo_gym import task
 from etpo_gym.datasets import BUNDLED_DATASETS, load_dataset
 

@@ -1,6 +1,6 @@
 """Evaluate etpo-tiny-coder on the real task: sample bodies from the env's first-turn prompt and score them.
 
-    python -m agents.tiny_coder.evaluate --num-samples 30 --seed 0 --output eval.json
+    python -m etpo_agents.tiny_coder.evaluate --num-samples 30 --seed 0 --output eval.json
 
 For each dataset (default: every bundled one) the model samples ``--num-samples`` bodies from
 ``build_prompt(dataset)`` (paper style, the env's default) at the env's default settings -- plain ancestral
@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 import torch
 
-from agents.tiny_coder.train import ASSET_DIR, ensure_passive_openmp
+from etpo_agents.tiny_coder.train import ASSET_DIR, ensure_passive_openmp
 from etpo_gym import task
 from etpo_gym.datasets import BUNDLED_DATASETS, TabularDataset, load_dataset
 from etpo_gym.env import DEFAULT_STOP_STRINGS
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", default=None, help="write records and summary as JSON here")
     parser.add_argument("--in-process", action="store_true", help="run bodies in-process instead of the sandbox")
     args = parser.parse_args(argv)
-    ensure_passive_openmp("agents.tiny_coder.evaluate", argv)
+    ensure_passive_openmp("etpo_agents.tiny_coder.evaluate", argv)
     torch.set_num_threads(args.num_threads)
     model, tokenizer = load(args.model)
     start = time.time()

@@ -1,6 +1,6 @@
 """Realistic bugs for the etpo-tiny-coder corpus, with the real error message of each.
 
-Each mistake turns a correct body (:mod:`agents.tiny_coder.programs`) into a buggy one; the correct body is the
+Each mistake turns a correct body (:mod:`etpo_agents.tiny_coder.programs`) into a buggy one; the correct body is the
 fix a reflection example teaches. The error text comes from running the buggy body through the task's reward
 procedure in-process on small random data of the prompt's shape (our own generated code, not untrusted code).
 """
@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from agents.tiny_coder.programs import Body, sample_body
+from etpo_agents.tiny_coder.programs import Body, sample_body
 from etpo_gym import task
 
 MISTAKES = (

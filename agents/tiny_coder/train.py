@@ -1,9 +1,9 @@
 """Train etpo-tiny-coder, the project's embedded default policy, from scratch on the generated corpus.
 
-    python -m agents.tiny_coder.train                      # writes the shipped model (time: MODEL_CARD.md)
-    python -m agents.tiny_coder.train --train-tokenizer    # also regenerate etpo_gym/assets/tokenizer.json
+    python -m etpo_agents.tiny_coder.train                      # writes the shipped model (time: MODEL_CARD.md)
+    python -m etpo_agents.tiny_coder.train --train-tokenizer    # also regenerate etpo_gym/assets/tokenizer.json
 
-Steps: generate ``--num-examples`` (prompt, body) pairs with :mod:`agents.tiny_coder.corpus`; tokenize them the
+Steps: generate ``--num-examples`` (prompt, body) pairs with :mod:`etpo_agents.tiny_coder.corpus`; tokenize them the
 way the env does -- ``tokenizer(prompt)["input_ids"]`` (with ``<s>``, left-truncated to the env's prompt room of
 ``max_obs_tokens - max_action_tokens`` = 768 tokens) followed by ``tokenizer(body, add_special_tokens=False)``
 and ``</s>``, tokenized separately and concatenated, never ``tokenizer(prompt + body)``; train a Llama-style
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.tiny_coder import corpus
-from agents.tiny_coder.tokenizer import to_transformers, train_tokenizer
+from etpo_agents.tiny_coder import corpus
+from etpo_agents.tiny_coder.tokenizer import to_transformers, train_tokenizer
 
 ASSET_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "assets", "etpo-tiny-coder")
 """Where the shipped model lives (``agents/assets/etpo-tiny-coder``)."""
@@ -188,7 +188,7 @@ def ensure_passive_openmp(module: str, argv: list[str] | None) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    ensure_passive_openmp("agents.tiny_coder.train", argv)
+    ensure_passive_openmp("etpo_agents.tiny_coder.train", argv)
     torch.set_num_threads(args.num_threads)
     torch.manual_seed(args.seed)
     start = time.time()

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import etpo_gym  # noqa: F401
-from agents.config import ETPOConfig, ReinforceConfig, RunConfig
-from agents.policy import Policy, load_policy
-from agents.rollout import RolloutCollector, row_discounts
-from agents.train import build_policy, parse_args, train
+from etpo_agents.config import ETPOConfig, ReinforceConfig, RunConfig
+from etpo_agents.policy import Policy, load_policy
+from etpo_agents.rollout import RolloutCollector, row_discounts
+from etpo_agents.train import build_policy, parse_args, train
 
 EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "..", "agents", "assets", "etpo-tiny-coder", "config.json")
 
@@ -102,7 +102,7 @@ def _adam_steps(path: str) -> float:
 
 @pytest.mark.parametrize("algo", ["etpo", "ppo", "reinforce"])
 def test_resume_continues_from_saved_step(algo, model_dir, executor, tmp_path, monkeypatch):
-    import agents.reinforce
+    import etpo_agents.reinforce
 
     algo_config = ReinforceConfig(baseline="running") if algo == "reinforce" else None
     first = train(_run(model_dir, executor, tmp_path, algo=algo, total_steps=2), algo_config)
@@ -110,9 +110,9 @@ def test_resume_continues_from_saved_step(algo, model_dir, executor, tmp_path, m
     steps_first = _adam_steps(str(tmp_path))
     saved = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)["algo_state"]
     running_means = []
-    original = agents.reinforce.baselines
+    original = etpo_agents.reinforce.baselines
     monkeypatch.setattr(
-        agents.reinforce, "baselines", lambda r, kind, m=None: running_means.append(m) or original(r, kind, m)
+        etpo_agents.reinforce, "baselines", lambda r, kind, m=None: running_means.append(m) or original(r, kind, m)
     )
     resumed = train(_run(model_dir, executor, tmp_path, algo=algo, total_steps=4, resume=True), algo_config)
     assert resumed["num_actions"] == 4 and resumed["updates"] == 2
@@ -124,12 +124,12 @@ def test_resume_continues_from_saved_step(algo, model_dir, executor, tmp_path, m
 
 
 def test_non_finite_loss_names_the_update(model_dir, executor, tmp_path, monkeypatch):
-    import agents.etpo
+    import etpo_agents.etpo
 
     def nan_loss(q_taken, targets, mask, kind="mse"):
         return q_taken.sum() * float("nan"), {}
 
-    monkeypatch.setattr(agents.etpo, "critic_loss", nan_loss)
+    monkeypatch.setattr(etpo_agents.etpo, "critic_loss", nan_loss)
     with pytest.raises(FloatingPointError, match=r"update 1 .*etpo"):
         train(_run(model_dir, executor, tmp_path))
 
@@ -162,7 +162,7 @@ def test_cli_arguments(model_dir):
 
 
 def test_lora_reference_is_the_adapter_disabled_base(model_dir, executor, tmp_path):
-    from agents import etpo
+    from etpo_agents import etpo
 
     model, tokenizer = load_policy(model_dir)
     policy = Policy(model, tokenizer, q_head=True, use_lora=True, lora_r=4, lora_target_modules=["q_proj", "v_proj"])
@@ -172,7 +172,7 @@ def test_lora_reference_is_the_adapter_disabled_base(model_dir, executor, tmp_pa
     batch = RolloutCollector(envs, policy, seed=0).collect(2).to(policy.device_)
     envs.close()
     segments = torch.arange(batch.num_actions)
-    from agents.rollout import forward_rows
+    from etpo_agents.rollout import forward_rows
 
     def logits_and_ref():
         with torch.no_grad():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.ppo import gae, kl_penalized_rewards
-from agents.reinforce import action_returns, baselines
+from etpo_agents.ppo import gae, kl_penalized_rewards
+from etpo_agents.reinforce import action_returns, baselines
 
 
 def test_gae_hand_computed_two_actions():

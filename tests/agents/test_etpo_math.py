@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from agents.etpo import critic_loss, policy_loss, soft_bellman_targets, soft_lambda_targets, soft_values
+from etpo_agents.etpo import critic_loss, policy_loss, soft_bellman_targets, soft_lambda_targets, soft_values
 
 BETA, GAMMA, V = 0.5, 0.9, 2
 
@@ -197,7 +197,7 @@ def test_polyak_update_is_a_lerp_of_the_head():
     """Q̄ ← (1 − τ)·Q̄ + τ·Q, on the target head only."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from agents.policy import Policy
+    from etpo_agents.policy import Policy
 
     config = LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=2)  # fmt: skip
