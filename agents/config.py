@@ -9,7 +9,10 @@ KL(π‖π_ref), ``num_epochs``/``num_minibatches`` the passes over one rollout.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from etpo_agents.evaluation import EvalConfig
 
 
 def _check(condition: bool, message: str) -> None:
@@ -99,6 +102,10 @@ class RunConfig:
     """Continue from ``output_dir/checkpoint.pt``: step count, weights, optimiser, RNG state, logs."""
     greedy_eval: bool = True
     """At the end, write one greedy (argmax) action per dataset and report its AUCs (``etpo_agents.train.evaluate``)."""
+    evaluation: EvalConfig | None = None
+    """At the end, also sample K first-turn actions and whole episodes per dataset from the trained policy
+    (``etpo_agents.evaluation.evaluate_policy``: sampled reward, success, AUCs, exact KL to π_ref per action);
+    ``None`` skips it. ``benchmarks/compare.py`` sets it for every cell."""
     progress_bar: bool = True
     """Show a tqdm bar over env actions."""
 
@@ -170,10 +177,15 @@ class ETPOConfig(_ActorCriticConfig):
     """Weight of the critic (soft-Q regression) loss added to the policy loss on the shared backbone."""
     critic_loss: str = "mse"
     """``mse`` (the paper's squared TD error) or ``huber`` (δ = 1, robust to -1 failure spikes)."""
-    td_lambda: float = 0.0
+    td_lambda: float = 0.95
     """λ of soft TD(λ) critic targets inside an action (``etpo_agents.etpo.soft_lambda_targets``, an extension): 0 is
-    the paper's one-step per-token backup, which moves an action's reward back by one token per target pass;
-    λ → 1 reaches the first tokens at once (more variance; biased when sampling is tempered or top-k)."""
+    the paper's one-step per-token backup (agent ``etpo-one-step``), which moves an action's reward back by one token
+    per target pass; λ → 1 reaches the first tokens at once (more variance; biased when sampling is tempered or
+    top-k). 0.95 by default: replaying a real batch, one-step targets were ~0.01 from 3 tokens before an action's
+    end, 40-80 tokens before which the classifier is chosen (0.12 there with λ = 0.95), and they let π drift to
+    early EOS 2-4× more (``benchmarks/results/etpo_critic.md``); on ETPO-TokenCredit-v0 the one-step agent did not
+    learn a key token 4 positions before the end within 384 episodes, λ = 0.95 did in 2 of 3 seeds
+    (``benchmarks/results/credit/README.md``)."""
     policy_loss: str = "exact"
     """``exact``: Σ_w π(w)[β log π(w) − β log π_ref(w) − Q(w)] (the paper). ``official``: the official code's
     mean_w(β log π(w) − Q(w).detach()), which has no π weighting, so the policy ignores the critic; kept only
@@ -242,6 +254,67 @@ class ReinforceConfig(_UpdateConfig):
             f"baseline must be 'loo', 'running' or 'none', got {self.baseline!r}",
         )
         _check(0.0 <= self.baseline_decay < 1.0, f"baseline_decay must be in [0, 1), got {self.baseline_decay}")
+        _check(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
+
+
+@dataclass
+class GRPOConfig(_UpdateConfig):
+    """Group relative policy optimisation (DeepSeekMath, arXiv 2402.03300) and Dr. GRPO, see ``agents/grpo.py``.
+
+    Names follow TRL's ``GRPOConfig`` where the concept is the same: ``loss_type``, ``scale_rewards``; TRL's
+    ``epsilon`` is ``clip_range`` and its ``beta`` is ``kl_coef`` here (one name per concept across algorithms).
+    """
+
+    gamma: float = 0.0
+    """Discount onto the episode's later actions. 0 (default): an action is scored by its own reward, as GRPO
+    scores one completion per prompt. Above 0 the score is the return r_t + γ·G_{t+1} (reflection turns' rewards
+    flow back to the first turn; an episode cut by the rollout's end is not bootstrapped)."""
+    clip_range: float = 0.2
+    """ε of the token-level clipped ratio objective (TRL's ``epsilon``, default 0.2)."""
+    kl_coef: float = 0.0
+    """β, the weight of the k3 estimate of KL(π‖π_ref) per token (DeepSeekMath eq. 4). 0 as TRL's ``beta``
+    default (DeepSeek-R1 used 0.001); π_ref is then never evaluated."""
+    loss_type: str = "grpo"
+    """Aggregation of the per-token losses of a minibatch: ``grpo`` (the paper: mean over actions of each action's
+    token mean), ``dr_grpo`` (sum over tokens / (actions × ``dr_grpo_length``): no length normalisation, Dr. GRPO
+    arXiv 2503.20783) or ``dapo`` (sum over tokens / tokens, DAPO arXiv 2503.14476; TRL's current default)."""
+    dr_grpo_length: int = 256
+    """The constant L of ``dr_grpo``'s normaliser (TRL uses ``max_completion_length``; 256 is RunConfig's
+    ``max_action_tokens`` default). Any constant only rescales the step size."""
+    scale_rewards: bool = True
+    """Divide group-centred rewards by the group's standard deviation (the paper). False is Dr. GRPO: the std
+    favours groups that are nearly all right or all wrong (a difficulty bias)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.clip_range > 0, f"clip_range must be > 0, got {self.clip_range}")
+        _check(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
+        _check(
+            self.loss_type in ("grpo", "dr_grpo", "dapo"),
+            f"loss_type must be 'grpo', 'dr_grpo' or 'dapo', got {self.loss_type!r}",
+        )
+        _check(self.dr_grpo_length >= 1, f"dr_grpo_length must be >= 1 (tokens), got {self.dr_grpo_length}")
+
+
+@dataclass
+class RFTConfig:
+    """Rejection-sampling fine-tuning (filtered behaviour cloning on the policy's own best actions), the positive
+    control, see ``agents/rft.py``. No ``gamma``: an action is kept or not by its own reward."""
+
+    num_epochs: int = 2
+    """Passes over the kept actions of each rollout."""
+    num_minibatches: int = 2
+    """Minibatches per epoch (split by kept actions)."""
+    keep_fraction: float = 0.5
+    """Share of the rollout's SUCCESSFUL actions kept for fine-tuning, the best by reward (ties at the cut are all
+    kept): 0.5 keeps those at or above the successes' median, 1.0 every success (expert iteration)."""
+    kl_coef: float = 0.0
+    """Optional per-token KL(π‖π_ref) penalty (exact over the vocabulary) added to the cross-entropy."""
+
+    def __post_init__(self) -> None:
+        _check(self.num_epochs >= 1, f"num_epochs must be >= 1, got {self.num_epochs}")
+        _check(self.num_minibatches >= 1, f"num_minibatches must be >= 1, got {self.num_minibatches}")
+        _check(0.0 < self.keep_fraction <= 1.0, f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
         _check(self.kl_coef >= 0, f"kl_coef must be >= 0, got {self.kl_coef}")
 
 

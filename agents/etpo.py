@@ -19,18 +19,36 @@ Policy improvement toward π* ∝ π_ref·exp(Q/β) (eq. 8), exactly over the vo
 with Q held fixed in this loss (its value weights the π_θ(w), so the gradient pulls π toward high-Q tokens).
 Exploring every token of the vocabulary at each of the L positions costs |V|·L, not |V|^L.
 
-EXTENSION (off by default, ``td_lambda > 0``): soft TD(λ) targets inside an action
-(:func:`soft_lambda_targets`), which carry the reward to an action's first tokens in one target pass.
+EXTENSION, on by default (``ETPOConfig.td_lambda = 0.95``; ``etpo-one-step`` is the paper's λ = 0): soft TD(λ)
+targets inside an action (:func:`soft_lambda_targets`), which carry the reward to an action's first tokens in one
+target pass. DEVIATION: the one-step backup moves the reward back one token per target pass; replaying a real
+batch for 16 steps its mean |target| was 0.78 on an action's last token, 0.11 on the one before and ~0.01 from 3
+tokens back, while the classifier is chosen 40-80 tokens back (0.12 there with λ = 0.95; issue 13,
+``benchmarks/results/etpo_critic.md``).
 
 Symbols → names: β → ``beta``; Q → ``q`` (online head), Q̄ → ``q_target``; π → softmax(``logits``);
 π_ref → softmax(``ref_logits``); y → ``targets``; γ → ``gamma``; τ (Polyak) → ``tau``.
+
+The soft Q is a π-centred dueling head on the policy's backbone (``agents/policy.py``):
+
+    Q(x, w) = V(x) + A(x, w) − Σ_w' π(w'|x)·A(x, w'),     V and A zero-initialised, A without bias
+
+(π held fixed; the critic's gradient reaches only the row of the token it regresses, scaled by 1 − π(w|x))
+
+so Σ_w π(w|x)·Q̄(x, w) = V̄(x) and the target's soft value is V̄(x) − β·KL(π‖π_ref)(x). The targets above and the
+policy improvement are unchanged (π* depends on Q only through A, the V(x) term cancels in the softmax).
+DEVIATION (issue 13): a plain zero-initialised linear head Q = W·h + b keeps Q = 0 on never-sampled tokens while
+the sampled rows move to the reward scale, and its bias is one value per token shared by every position. Centred
+on π, an untried token's Q follows V(x) and nothing per token is shared across positions. Replaying one batch,
+the drift toward premature EOS that issue 13 reported comes mostly from the one-step targets, not the head (every
+head drifted; the TD(λ) targets above cut it 3-4×, not to zero): ``benchmarks/results/etpo_critic.md``.
 
 Differences from the official code (``DEVIATION:`` below): the official policy loss is
 ``mean_vocab(β·log π − Q.detach())``, whose gradient does not depend on Q at all (no π weighting), so the
 policy ignores the critic; here the exact loss above (the official one is kept as ``policy_loss="official"``
 for the ablation). The official intermediate-token KL is read from the next env step; here it is the KL at the
-next token position of the same action, as in the equation. The critic is a head on the policy's backbone
-(zero-initialised, see ``agents/policy.py``) instead of a separate full model copy.
+next token position of the same action, as in the equation. The critic is the dueling head above on the policy's
+backbone instead of a separate full model copy (initialised from the LM's logits in the official code).
 """
 
 from __future__ import annotations
@@ -217,7 +235,8 @@ def compute_targets(
         for segment_ids in torch.arange(len(batch.prompt_lens)).split(chunk_size):
             rows, hidden, _ = forward_rows(policy, batch, segment_ids, with_ref=False)
             logits, ref_logits = policy.logits(hidden), policy.ref_logits_from_hidden(ref_hidden[rows])
-            state_values[rows] = soft_values(logits, ref_logits, policy.q_values(hidden, target=True), config.beta)
+            q_target = policy.q_values(hidden, logits, target=True)  # (R_chunk, V)
+            state_values[rows] = soft_values(logits, ref_logits, q_target, config.beta)
             if config.td_lambda > 0:  # the one-step backup does not read it: skip two vocabulary-wide softmaxes
                 taken = batch.row_tokens[rows, None]
                 log_ratio = (F.log_softmax(logits, -1) - F.log_softmax(ref_logits, -1)).gather(-1, taken).squeeze(-1)
@@ -254,7 +273,8 @@ def update(
             rows, hidden, _ = forward_rows(policy, batch, segment_ids, with_ref=False)
             ref_logits = policy.ref_logits_from_hidden(ref_hidden[rows])  # (R_mb, V)
             critic_input = hidden if config.critic_backbone_grad else hidden.detach()
-            logits, q = policy.logits(hidden), policy.q_values(critic_input)  # (R_mb, V) each
+            logits = policy.logits(hidden)  # (R_mb, V)
+            q = policy.q_values(critic_input, logits)  # (R_mb, V)
             mask = batch.row_mask[rows]
             q_taken = q.gather(-1, batch.row_tokens[rows, None]).squeeze(-1)  # (R_mb,)
             c_loss, c_metrics = critic_loss(q_taken, targets[rows], mask, config.critic_loss)

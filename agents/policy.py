@@ -7,14 +7,21 @@ One module holds everything the algorithms need, all on ONE shared backbone:
 * π_ref, the initial model. With LoRA it is the same base with the adapters disabled (no copy of the weights).
   Without LoRA a frozen full copy is kept: a few MB for the embedded tiny model, but for billion-parameter
   models use LoRA.
-* ``q_head`` (ETPO): the token-level soft Q over the whole vocabulary, Q(s, w^{1:j-1}, ·) = q_head(h), a linear
-  map hidden → vocabulary (or a rank-r factorisation). Initialised to exactly zero: Q ≡ 0 is on the reward scale
-  (rewards are AUC ∈ [0.5, 1] or -1), and with Q constant the improved policy π* ∝ π_ref·exp(Q/β) equals π_ref,
-  so training starts at a fixed point instead of chasing raw LM logits (the official code initialises its critic
-  as a copy of the LM, whose logits are O(10) and unrelated to rewards).
-* ``target_q_head``: the Polyak-averaged target Q̄, a copy of the head only (it reads the online backbone's
-  hidden states; DEVIATION from the official code, which keeps a full target model: copying the head keeps the
-  memory at one backbone).
+* ``q_head`` + ``q_value_head`` (ETPO): the token-level soft Q over the whole vocabulary as a π-centred dueling
+  head, Q(x, w) = V(x) + A(x, w) − Σ_w' π(w'|x)·A(x, w'), with the scalar V = ``q_value_head(h)`` and the advantage
+  A = ``q_head(h)`` (a bias-free linear map hidden → vocabulary, or a rank-r factorisation), h the backbone's last
+  hidden state and π the current policy (held fixed in the centring). Both start at exactly zero: Q ≡ 0 is on the
+  reward scale and π* ∝ π_ref·exp(Q/β) = π_ref, so training starts at a fixed point (the official code initialises
+  its critic as a copy of the LM, whose logits are O(10) and unrelated to rewards). Why centred, not a plain
+  linear head Q = W·h + b (kept as ``q_parametrisation="linear"`` for the ablation): there, rows of never-sampled
+  tokens keep Q = 0 while the trained rows move to the reward scale, and the bias is one value per token shared
+  by every position. Centred on π, Σ_w π(w)·Q(x, w) = V(x) exactly, an untried token's Q follows V(x) (its A
+  gets no gradient and stays 0), and nothing per token is shared across positions. It does not by itself stop
+  the drift toward early EOS that issue 13 reported (replays in ``benchmarks/results/etpo_critic.md``: every
+  head drifts with one-step targets; the soft TD(λ) targets cut the drift 3-4×).
+* ``target_q_head`` / ``target_q_value_head``: the Polyak-averaged target Q̄ (copies of both heads; Q̄ is centred on
+  the current π). They read the online backbone's hidden states: DEVIATION from the official code, which keeps a
+  full target model; copying the heads keeps the memory at one backbone.
 * ``value_head`` (PPO): a scalar V(s) head, zero-initialised.
 
 Device ``auto`` picks CUDA when available and runs forwards under bf16 autocast there; losses are computed in
@@ -79,15 +86,14 @@ def load_policy(
         ``(model, tokenizer)``; the tokenizer has a pad token (EOS when it had none).
 
     Raises:
-        FileNotFoundError: the embedded model is not installed, or an offline hub id is not cached.
+        FileNotFoundError: the embedded model is not installed, a local path does not exist, a name is a near-typo
+            of the embedded model's, or an offline hub id is not cached (:func:`check_model`).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_model(name_or_path, local_files_only)
     if name_or_path == EMBEDDED_MODEL:
-        path = _embedded_path()
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"the embedded model is missing: expected {path}/config.json")
-        name_or_path = str(path)
+        name_or_path = str(_embedded_path())
     is_local = os.path.isdir(name_or_path)
     kwargs: dict[str, Any] = {"local_files_only": local_files_only and not is_local}
     if torch_dtype is not None:
@@ -98,13 +104,60 @@ def load_policy(
     except OSError as error:
         if is_local or not local_files_only:
             raise
-        raise FileNotFoundError(
-            f"model {name_or_path!r} is not in the local Hugging Face cache and downloads are off; download it "
-            f"first (huggingface-cli download {name_or_path}) or pass local_files_only=False / --allow-download"
-        ) from error
+        raise FileNotFoundError(_not_cached_message(name_or_path)) from error
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+def check_model(name_or_path: str, local_files_only: bool = True) -> None:
+    """Check, without loading weights, that :func:`load_policy` can find ``name_or_path``.
+
+    Three cases get three messages: a name that looks like a path (it starts with ``.``, ``/`` or ``~``, or has
+    more than one ``/``, or a ``\\``: a hub id is ``name`` or ``owner/name``) but is no directory; a near-typo of
+    the embedded model's name (``etpo-tiny-coders``); a hub id that is not in the local cache while downloads are
+    off.
+
+    Raises:
+        FileNotFoundError: with a message saying which case and what to do.
+    """
+    import difflib
+
+    if name_or_path == EMBEDDED_MODEL:
+        if not (_embedded_path() / "config.json").exists():
+            raise FileNotFoundError(f"the embedded model is missing: expected {_embedded_path()}/config.json")
+        return
+    if os.path.isdir(name_or_path):
+        return
+    # A hub id is "name" or "owner/name": one "/" at most, never leading.
+    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or "\\" in name_or_path
+    if looks_like_path or os.path.exists(name_or_path):
+        raise FileNotFoundError(
+            f"model path {name_or_path!r} is not a directory (a local model is a folder with config.json and the "
+            f"weights); the packaged model is {EMBEDDED_MODEL!r}"
+        )
+    if difflib.get_close_matches(name_or_path.lower(), [EMBEDDED_MODEL], n=1, cutoff=0.75):
+        raise FileNotFoundError(f"unknown model {name_or_path!r}; did you mean {EMBEDDED_MODEL!r} (packaged)?")
+    if local_files_only and not _hub_cached(name_or_path):
+        raise FileNotFoundError(_not_cached_message(name_or_path))
+
+
+def _hub_cached(repo_id: str) -> bool:
+    """Whether the hub model ``repo_id`` has its ``config.json`` in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except ValueError:  # not a valid repo id: transformers' own error will say so
+        return True
+
+
+def _not_cached_message(repo_id: str) -> str:
+    return (
+        f"model {repo_id!r} is not a local folder, nor in the local Hugging Face cache, and downloads are off; "
+        f"download it first with `hf download {repo_id}` (the huggingface_hub CLI), or allow downloads "
+        "(local_files_only=False, or --allow-download on the command line)"
+    )
 
 
 def _base_model(model: nn.Module) -> nn.Module:
@@ -130,6 +183,8 @@ class Policy(nn.Module):
         use_lora: wrap ``model`` with LoRA adapters; π_ref is then the adapter-disabled base.
         lora_r, lora_alpha, lora_target_modules: LoRA settings.
         q_rank: ``None`` for a full hidden×vocab Q head, else a rank-r factorisation (for 100k+ vocabularies).
+        q_parametrisation: ``"dueling"`` (the π-centred dueling head of the module docstring) or ``"linear"``
+            (Q = W·h + b, the earlier head, kept for the ablation).
         device: ``auto`` or a torch device string.
         gradient_checkpointing: recompute the decoder layers' activations in backward (less memory, ~30% more
             compute); generation and no-grad forwards are unaffected.
@@ -147,6 +202,7 @@ class Policy(nn.Module):
         lora_alpha: int = 32,
         lora_target_modules: list[str] | None = None,
         q_rank: int | None = None,
+        q_parametrisation: str = "dueling",
         device: str = "auto",
         gradient_checkpointing: bool = False,
     ) -> None:
@@ -165,9 +221,16 @@ class Policy(nn.Module):
         self.model = model
         hidden, vocab = model.config.get_text_config().hidden_size, model.get_output_embeddings().out_features
         self.q_head = self.target_q_head = self.value_head = None
+        self.q_value_head = self.target_q_value_head = None
+        if q_parametrisation not in ("dueling", "linear"):
+            raise ValueError(f"q_parametrisation must be 'dueling' or 'linear', got {q_parametrisation!r}")
         if q_head:
-            self.q_head = _zero_head(hidden, vocab, q_rank)
+            dueling = q_parametrisation == "dueling"
+            self.q_head = _zero_head(hidden, vocab, q_rank, bias=not dueling)  # A(x, ·), or Q itself when linear
             self.target_q_head = copy.deepcopy(self.q_head).requires_grad_(False)
+            if dueling:
+                self.q_value_head = _zero_head(hidden, 1, None)  # V(x)
+                self.target_q_value_head = copy.deepcopy(self.q_value_head).requires_grad_(False)
         if value_head:
             self.value_head = _zero_head(hidden, 1, None)
         self._cache_kwarg = _cache_kwarg(model)
@@ -268,12 +331,35 @@ class Policy(nn.Module):
         with self.autocast():
             return self.model.get_output_embeddings()(hidden).float()
 
-    def q_values(self, hidden: torch.Tensor, target: bool = False) -> torch.Tensor:
-        """Soft Q(·, w) for every token w, (..., V) float32; ``target`` uses the Polyak copy Q̄."""
+    def q_values(self, hidden: torch.Tensor, logits: torch.Tensor, target: bool = False) -> torch.Tensor:
+        """Soft Q(x, w) for every token w: V(x) + A(x, w) − Σ_w' π(w'|x)·A(x, w') (module docstring).
+
+        Args:
+            hidden: (..., H) backbone states at the decision rows x.
+            logits: (..., V) untempered policy logits at the same rows; π = softmax(logits) is detached (the
+                centring is part of Q's definition, not a path for the critic loss to move π).
+
+        Gradient: ∂Q(x, w)/∂A(x, w) = 1 − π(w|x) and ∂Q(x, w)/∂A(x, u) = 0 for u ≠ w, so a never-sampled token's
+        row gets no gradient at all (its A stays 0 and its Q follows V(x)).
+            target: use the Polyak copies (Q̄).
+
+        Returns:
+            (..., V) float32. With ``q_parametrisation="linear"``: q_head(h), ``logits`` unused.
+        """
         head = self.target_q_head if target else self.q_head
         if head is None:
             raise RuntimeError("this Policy has no q_head; build it with q_head=True (ETPO)")
-        return head(hidden.float())
+        advantages = head(hidden.float())  # (..., V)
+        value_head = self.target_q_value_head if target else self.q_value_head
+        if value_head is None:
+            return advantages
+        probs = torch.softmax(logits.detach().float(), -1)  # (..., V)
+        # Value: V + A − Σ π·A. Gradient of Q(x, w) w.r.t. A: (1 − π(w|x)) on row w only, as through the centring
+        # for the row itself, but none to the other rows: their −π(u)·δ·h would be tiny and consistent, which Adam
+        # rescales to full steps, so untried rows would drift (measured) instead of leaving Q(x, u) at V(x).
+        own = probs * (advantages - advantages.detach())  # (..., V): carries the −π(w) share of row w's own term
+        baseline = (probs * advantages).sum(-1, keepdim=True).detach()  # (..., 1)
+        return value_head(hidden.float()) + advantages - baseline - own
 
     def values(self, hidden: torch.Tensor) -> torch.Tensor:
         """State values V(s), (...,) float32."""
@@ -339,14 +425,18 @@ class Policy(nn.Module):
 
     def head_parameters(self) -> list[nn.Parameter]:
         """Trainable parameters of the critic / value heads."""
-        heads = [h for h in (self.q_head, self.value_head) if h is not None]
+        heads = [h for h in (self.q_head, self.q_value_head, self.value_head) if h is not None]
         return [p for h in heads for p in h.parameters()]
 
     @torch.no_grad()
     def polyak_update(self, tau: float) -> None:
-        """Q̄ ← (1 − τ)·Q̄ + τ·Q on the critic head."""
-        for target, online in zip(self.target_q_head.parameters(), self.q_head.parameters(), strict=True):
-            target.lerp_(online, tau)
+        """Q̄ ← (1 − τ)·Q̄ + τ·Q on every parameter Q̄ reads: the advantage head and the V(x) head."""
+        pairs = [(self.target_q_head, self.q_head), (self.target_q_value_head, self.q_value_head)]
+        for target_head, online_head in pairs:
+            if online_head is None:
+                continue
+            for target, online in zip(target_head.parameters(), online_head.parameters(), strict=True):
+                target.lerp_(online, tau)
 
     def checkpoint_state(self, optimizer: torch.optim.Optimizer | None) -> tuple[dict[str, Any], dict | None]:
         """Full state dicts of the trainable weights (plus the target head; π_ref is rebuilt) and the optimiser.
@@ -433,16 +523,20 @@ def _cache_of(out: Any) -> Any:
     return out["cache"] if "cache" in out else out.past_key_values
 
 
-def _zero_head(hidden: int, out: int, rank: int | None) -> nn.Module:
-    """Linear head whose output is exactly zero at initialisation (the last layer's weights and bias are 0)."""
+def _zero_head(hidden: int, out: int, rank: int | None, bias: bool = True) -> nn.Module:
+    """Linear head whose output is exactly zero at initialisation (the last layer's weights and bias are 0).
+
+    ``bias=False`` for the dueling advantage head: a bias would be one value per token shared by every position.
+    """
     if rank is None:
-        head = nn.Linear(hidden, out)
+        head = nn.Linear(hidden, out, bias=bias)
         last = head
     else:
-        last = nn.Linear(rank, out)
+        last = nn.Linear(rank, out, bias=bias)
         head = nn.Sequential(nn.Linear(hidden, rank, bias=False), last)
     nn.init.zeros_(last.weight)
-    nn.init.zeros_(last.bias)
+    if bias:
+        nn.init.zeros_(last.bias)
     return head
 
 

@@ -35,7 +35,12 @@ REQUIRED_METRICS = (
 )
 """Keys every agent's metrics dict has: mean reward per training action, share of training actions that returned
 a working model, mean greedy-action reward (AUC, -1 on failure) over the datasets, mean held-out test AUC of the
-successful greedy actions, actions and tokens consumed, wall-clock seconds."""
+successful greedy actions, actions and tokens consumed, wall-clock seconds.
+
+Optional, for the benchmark's headline and frontier verdict: an agent that accepts the keyword ``evaluation`` (an
+``etpo_agents.evaluation.EvalConfig``, passed by ``compare.py``) and returns the result of
+``etpo_agents.evaluation.evaluate_policy`` in its metrics (``SAMPLE_METRICS``, ``sampled``...). Without them its
+sampled columns read n/a."""
 
 
 def greedy_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -62,12 +67,18 @@ def greedy_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 _BUILTIN: dict[str, str] = {
     "etpo": "etpo_agents.train:run_etpo",
     "etpo-official-loss": "etpo_agents.train:run_etpo_official_loss",
+    "etpo-one-step": "etpo_agents.train:run_etpo_one_step",
     "etpo-td-lambda": "etpo_agents.train:run_etpo_td_lambda",
     "ppo": "etpo_agents.train:run_ppo",
     "reinforce": "etpo_agents.train:run_reinforce",
+    "grpo": "etpo_agents.train:run_grpo",
+    "dr-grpo": "etpo_agents.train:run_dr_grpo",
+    "grpo-placebo": "etpo_agents.train:run_grpo_placebo",
+    "rft": "etpo_agents.train:run_rft",
     "base": "etpo_agents.train:run_base",
     "sb3-ppo": "etpo_agents.sb3:run_sb3_ppo",
     "sb3-a2c": "etpo_agents.sb3:run_sb3_a2c",
+    "trl-grpo": "etpo_agents.trl:run_trl_grpo",
 }
 _REGISTRY: dict[str, AgentFn] = {}
 

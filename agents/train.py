@@ -1,14 +1,15 @@
 """Train an agent on a token-level ETPO env: the CLI and the Python API used by ``benchmarks/compare.py``.
 
-    python -m etpo_agents.train --algo etpo --env ETPO-DataSci-v0 --dataset pharyngitis \\
-        --model etpo-tiny-coder --total-steps 64 --seed 0 --output-dir runs/etpo
+    python -m etpo_agents.train --algo etpo --dataset pharyngitis --total-actions 64 --output-dir runs/etpo
+    python -m etpo_agents.train --algo ppo --dataset my_data.csv --target label --total-actions 32
 
-``--total-steps`` counts env actions (code executions). Each iteration collects ``actions_per_rollout`` completed
-actions (:mod:`etpo_agents.rollout`) and runs the algorithm's ``update``. Outputs in ``output_dir``: ``metrics.csv``
-(one row per update), TensorBoard events, ``checkpoint.pt`` (``--resume`` continues from it: step count,
-weights, optimiser, RNG state, logs) and ``final_metrics.json`` (including the greedy evaluation).
+``--total-actions`` counts env actions (code executions); ``--total-steps`` is its deprecated alias. Each
+iteration collects ``actions_per_rollout`` completed actions (:mod:`etpo_agents.rollout`) and runs the algorithm's
+``update``. Outputs in ``output_dir``: ``metrics.csv`` (one row per update), TensorBoard events, ``checkpoint.pt``
+(``--resume`` continues from it; see :func:`save_checkpoint`) and ``final_metrics.json`` (including the greedy
+evaluation). A CSV of your own: ``--dataset FILE.csv --target COLUMN`` (``--description``, ``--dataset-name``).
 ``--import MODULE`` imports a module of yours first, so that ``--algo`` can name the algorithms it registers with
-``register_algorithm``.
+``register_algorithm``. ``--algo sb3-ppo`` / ``sb3-a2c`` train with Stable-Baselines3 (``etpo_agents.sb3``).
 
 Python API: ``train(RunConfig(...), algo_config) -> dict`` and ``evaluate(policy, run_config) -> dict``.
 """
@@ -16,13 +17,16 @@ Python API: ``train(RunConfig(...), algo_config) -> dict`` and ``evaluate(policy
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import dataclasses
+import inspect
 import json
 import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +36,14 @@ import numpy as np
 import torch
 
 import etpo_gym  # noqa: F401  (registers the envs)
-from etpo_agents import distributed, etpo, ppo, reinforce
-from etpo_agents.config import BaseConfig, ETPOConfig, PPOConfig, ReinforceConfig, RunConfig
+from etpo_agents import cli, distributed, etpo, evaluation, grpo, ppo, reinforce, rft
+from etpo_agents.config import BaseConfig, ETPOConfig, GRPOConfig, PPOConfig, ReinforceConfig, RFTConfig, RunConfig
+from etpo_agents.placebo import placebo_batch
 from etpo_agents.policy import Policy, load_policy
 from etpo_agents.registry import greedy_summary, import_modules
 from etpo_agents.rollout import Batch, RolloutCollector
+from etpo_gym.datasets import canonical_name
+from etpo_gym.task import PROMPT_STYLES
 
 
 @dataclass(frozen=True)
@@ -48,14 +55,22 @@ class AgentSpec:
     q_head: bool = False
     value_head: bool = False
     defaults: tuple[tuple[str, Any], ...] = ()
+    placebo: bool = False
+    """Update on :func:`etpo_agents.placebo.placebo_batch` (outcomes dealt to actions at random); the true
+    rewards are still logged and evaluated."""
 
 
 ALGORITHMS: dict[str, AgentSpec] = {
     "etpo": AgentSpec(ETPOConfig, etpo.update, q_head=True),
     "etpo-official-loss": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("policy_loss", "official"),)),
+    "etpo-one-step": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("td_lambda", 0.0),)),
     "etpo-td-lambda": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("td_lambda", 0.95),)),
     "ppo": AgentSpec(PPOConfig, ppo.update, value_head=True),
     "reinforce": AgentSpec(ReinforceConfig, reinforce.update),
+    "grpo": AgentSpec(GRPOConfig, grpo.update),
+    "dr-grpo": AgentSpec(GRPOConfig, grpo.update, defaults=(("loss_type", "dr_grpo"), ("scale_rewards", False))),
+    "grpo-placebo": AgentSpec(GRPOConfig, grpo.update, placebo=True),
+    "rft": AgentSpec(RFTConfig, rft.update),
     "base": AgentSpec(BaseConfig, None),
 }
 """Algorithms this module trains; ``register_algorithm`` adds more. ``etpo_agents.registry`` (compare.py's agent list)
@@ -200,7 +215,15 @@ def save_checkpoint(
     path: str, policy: Policy, optimizer, progress: dict, collector, algo_state: dict, ranks: distributed.Ranks
 ) -> None:
     """Every rank calls this (gathering a sharded policy is collective); rank 0 writes the checkpoint atomically
-    (a crash mid-write leaves the previous one)."""
+    (a crash mid-write leaves the previous one).
+
+    The checkpoint holds what ``--resume`` needs and nothing else: ``policy``, the trainable weights (the LM or its
+    LoRA adapters, the critic/value heads and ETPO's Polyak target Q̄, which is state, not recomputable); never
+    π_ref, which is rebuilt from the model at start-up; ``optimizer``, Adam's two moments per trainable parameter;
+    ``progress`` (counts), ``rng`` (python/numpy/torch and every rank's sampler states) and ``algo_state``. Adam's
+    moments make it about 3x the trainable weights: 52.7 MB for the 14.8 MB ``etpo-tiny-coder`` under ETPO (14.8
+    MB LM + 2 x 2.1 MB Q head and target + 33.7 MB Adam moments), measured with ``python -m etpo_agents.train
+    --algo etpo --dataset pharyngitis --total-actions 16``."""
     weights, optimizer_state = policy.checkpoint_state(optimizer)
     state = {"policy": weights, "optimizer": optimizer_state, "progress": progress,
              "rng": _rng_state(collector, ranks), "algo_state": algo_state}  # fmt: skip
@@ -280,10 +303,11 @@ def _loop(run, spec, algo_config, policy, optimizer, collector, logger, progress
         batch = batch.to(policy.device_)
         metrics = batch_metrics(batch)
         if spec.update is not None:
+            update_batch = placebo_batch(batch, collector.generator) if spec.placebo else batch
             try:
-                metrics.update(spec.update(policy, batch, optimizer, algo_config, max_grad_norm=run.max_grad_norm,
-                                           generator=collector.generator, temperature=run.temperature,
-                                           state=algo_state))  # fmt: skip
+                metrics.update(spec.update(policy, update_batch, optimizer, algo_config,
+                                           max_grad_norm=run.max_grad_norm, generator=collector.generator,
+                                           temperature=run.temperature, state=algo_state))  # fmt: skip
             except FloatingPointError as error:
                 raise FloatingPointError(
                     f"non-finite value at update {progress['updates'] + 1} (after {progress['env_actions']} env "
@@ -341,40 +365,42 @@ def _finish(run: RunConfig, policy: Policy, progress: dict[str, Any], ranks: dis
     }
     if ranks.world_size > 1:
         final["world_size"] = ranks.world_size
-    with policy.full_parameters(reference=False):  # sharded: every rank gathers, rank 0 evaluates locally
+    with policy.full_parameters():  # sharded: every rank gathers (π_ref too: the KL), rank 0 evaluates locally
         if ranks.is_main:
-            if run.greedy_eval:
+            if run.greedy_eval and run.evaluation is None:
                 final.update(evaluate(policy, run))
+            if run.evaluation is not None:  # its greedy action is part of it (EvalConfig.greedy)
+                final.update(evaluation.evaluate_policy(
+                    policy, _datasets(run), run.evaluation, temperature=run.temperature, top_k=run.top_k,
+                    env_id=run.env_id, env_kwargs=env_kwargs_of(run)))  # fmt: skip
             with open(os.path.join(run.output_dir, "final_metrics.json"), "w") as f:
                 json.dump(final, f, indent=2)
     ranks.barrier()  # ranks leave together: the job ends when rank 0 has written its results
     return final
 
 
-def greedy_action(policy: Policy, run: RunConfig, dataset: str) -> dict[str, Any]:
-    """One greedy (argmax-token) first-turn action on ``dataset``: reward, status, AUCs and the code."""
-    envs = make_envs(run, policy.tokenizer, num_envs=1, dataset=dataset)
-    try:
-        collector = RolloutCollector(envs, policy, temperature=0.0, seed=run.seed)
-        batch = collector.collect(1)
-    finally:
-        envs.close()
-    return {"dataset": dataset, "reward": float(batch.rewards[0]), "success": bool(batch.success[0]),
-            "auc": float(batch.aucs[0]), "test_auc": float(batch.test_aucs[0]),
-            "num_tokens": int(batch.action_lens[0])}  # fmt: skip
+def _datasets(run: RunConfig) -> list[str]:
+    return [run.dataset] if isinstance(run.dataset, str) else list(run.dataset or etpo_gym.BUNDLED_DATASETS)
+
+
+def env_kwargs_of(run: RunConfig) -> dict[str, Any]:
+    """``gym.make`` arguments of the run's env besides ``dataset`` and ``tokenizer``."""
+    return {"max_turns": run.max_turns, "max_action_tokens": run.max_action_tokens,
+            "max_obs_tokens": run.max_obs_tokens, "prompt_style": run.prompt_style, **run.env_kwargs}  # fmt: skip
 
 
 def evaluate(policy: Policy, run: RunConfig, datasets: list[str] | None = None) -> dict[str, Any]:
-    """Greedy evaluation: one deterministic first-turn action per dataset (as ``etpo_agents.sb3.greedy_action``).
+    """Greedy evaluation: one deterministic first-turn action per dataset (``etpo_agents.evaluation.greedy_action``;
+    the sampled evaluation is ``etpo_agents.evaluation.evaluate_policy``).
 
     Returns:
         ``greedy_auc``: mean over datasets of the greedy action's reward (the mean AUC of the reward's 5 splits,
         -1 when the code failed); ``greedy_test_auc``: mean held-out ``info["test_auc"]`` over the datasets where
         it succeeded (NaN if none did); ``greedy_success_rate``; ``greedy``: the per-dataset results.
     """
-    if datasets is None:
-        datasets = [run.dataset] if isinstance(run.dataset, str) else list(run.dataset or etpo_gym.BUNDLED_DATASETS)
-    return greedy_summary([greedy_action(policy, run, name) for name in datasets])
+    env_kwargs = env_kwargs_of(run)
+    return greedy_summary([evaluation.greedy_action(policy, name, run.env_id, env_kwargs)
+                           for name in datasets or _datasets(run)])  # fmt: skip
 
 
 _ENV_FIELDS = ("dataset", "max_turns", "max_action_tokens", "max_obs_tokens", "prompt_style")
@@ -425,8 +451,14 @@ def run_etpo_official_loss(env_kwargs: dict[str, Any], total_actions: int, seed:
     return run_agent("etpo-official-loss", env_kwargs, total_actions, seed, **kwargs)
 
 
+def run_etpo_one_step(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
+    """ETPO with the paper's one-step per-token soft Bellman backup (λ = 0); see :func:`run_agent`."""
+    return run_agent("etpo-one-step", env_kwargs, total_actions, seed, **kwargs)
+
+
 def run_etpo_td_lambda(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
-    """ETPO with soft TD(λ = 0.95) critic targets inside an action (extension); see :func:`run_agent`."""
+    """ETPO with soft TD(λ = 0.95) critic targets: the same settings as ``etpo`` since λ = 0.95 became its default
+    (issue 13), kept as an alias for earlier results; see :func:`run_agent`."""
     return run_agent("etpo-td-lambda", env_kwargs, total_actions, seed, **kwargs)
 
 
@@ -440,66 +472,290 @@ def run_reinforce(env_kwargs: dict[str, Any], total_actions: int, seed: int, **k
     return run_agent("reinforce", env_kwargs, total_actions, seed, **kwargs)
 
 
+def run_grpo(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
+    """GRPO for ``etpo_agents.registry``; see :func:`run_agent`."""
+    return run_agent("grpo", env_kwargs, total_actions, seed, **kwargs)
+
+
+def run_dr_grpo(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
+    """Dr. GRPO (no std scaling, constant normaliser) for ``etpo_agents.registry``; see :func:`run_agent`."""
+    return run_agent("dr-grpo", env_kwargs, total_actions, seed, **kwargs)
+
+
+def run_grpo_placebo(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
+    """GRPO updated on placebo rewards (``etpo_agents.placebo``), the no-learning control; see :func:`run_agent`."""
+    return run_agent("grpo-placebo", env_kwargs, total_actions, seed, **kwargs)
+
+
+def run_rft(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
+    """Rejection-sampling fine-tuning, the positive control, for ``etpo_agents.registry``; see :func:`run_agent`."""
+    return run_agent("rft", env_kwargs, total_actions, seed, **kwargs)
+
+
 def run_base(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
     """The sampling-only floor agent for ``etpo_agents.registry``; see :func:`run_agent`."""
     return run_agent("base", env_kwargs, total_actions, seed, **kwargs)
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, Any]:
-    """CLI → (RunConfig, algorithm config). Algorithm fields are set with ``--algo-arg name=value``."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--algo", default="etpo", help=f"one of {sorted(ALGORITHMS)}, or registered by --import")
-    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
-                        help="import MODULE first (its register_algorithm calls); repeatable")  # fmt: skip
-    parser.add_argument("--env", dest="env_id", default=RunConfig.env_id)
-    parser.add_argument("--dataset", nargs="+", default=["pharyngitis"], help="one or more dataset names")
-    parser.add_argument("--model", default=RunConfig.model)
-    parser.add_argument("--allow-download", action="store_true", help="let hub ids download (default: cache only)")
-    parser.add_argument("--total-steps", type=int, default=RunConfig.total_steps, help="budget in env actions")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output-dir", default=None)
-    parser.add_argument("--resume", action="store_true")
-    simple = {"num_envs": int, "actions_per_rollout": int, "temperature": float, "top_k": int, "max_turns": int,
-              "max_action_tokens": int, "learning_rate": float, "device": str, "save_every": int,
-              "vectorization_mode": str, "prompt_style": str, "lookahead_tokens": int, "q_rank": int}  # fmt: skip
-    for name, kind in simple.items():
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
-    parser.add_argument("--use-lora", action="store_true")
+SB3_ALGORITHMS = {"sb3-ppo": "ppo", "sb3-a2c": "a2c"}
+"""``--algo`` names trained by Stable-Baselines3 (:func:`etpo_agents.sb3.train_sb3`) instead of :func:`train`."""
+
+_SB3_OPTIONS = ("seed", "num_envs", "device", "max_turns", "max_action_tokens", "prompt_style")
+"""The :data:`_RUN_OPTIONS` an SB3 run uses; the others have no SB3 equivalent (its settings go in ``--algo-arg``)."""
+
+_RUN_OPTIONS: dict[str, tuple[type, str]] = {
+    "num_envs": (int, "sub-envs of the vector env (tokens are sampled for each in turn)"),
+    "vectorization_mode": (str, "'sync' or 'async' (subprocess workers, so code execution overlaps)"),
+    "actions_per_rollout": (int, "completed env actions per update"),
+    "temperature": (float, "sampling temperature of the behaviour policy (0 = greedy, base agent only)"),
+    "top_k": (int, "sample from the k most likely tokens only (default None: the whole vocabulary)"),
+    "max_turns": (int, "env actions per episode before truncation (first attempt plus reflections)"),
+    "max_action_tokens": (int, "tokens per action before the env ends it"),
+    "prompt_style": (str, "'paper' (the official prompt) or 'rich' (adds description, columns, class balance)"),
+    "learning_rate": (float, "Adam learning rate of the policy"),
+    "head_learning_rate": (float, "Adam learning rate of the critic / value head"),
+    "device": (str, "'auto' (CUDA when present, else CPU) or a torch device such as 'cpu', 'cuda:1'"),
+    "save_every": (int, "write checkpoint.pt every this many updates (and at the end); 0: only at the end"),
+    "lookahead_tokens": (int, "tokens sampled ahead per sub-env while another sub-env's code executes"),
+    "q_rank": (int, "ETPO's soft-Q head: default None is a full hidden x vocabulary map, r factorises it"),
+}
+"""``RunConfig`` fields set by ``--name-with-dashes VALUE``: type and help (the default is ``RunConfig``'s)."""
+
+
+def _algo_fields_help() -> str:
+    """The ``--algo-arg`` fields of each algorithm, grouped by config class."""
+    groups: dict[type, list[str]] = {}
+    for name, spec in ALGORITHMS.items():
+        groups.setdefault(spec.config_cls, []).append(name)
+    lines = []
+    for config_cls, names in groups.items():
+        fields = [f.name for f in dataclasses.fields(config_cls)]
+        lines.append(f"{'/'.join(names)}: {', '.join(fields) if fields else '(none)'}")
+    lines.append("sb3-ppo/sb3-a2c: arguments of stable_baselines3.PPO/A2C (n_steps, batch_size, learning_rate, ...)")
+    return "; ".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m etpo_agents.train`` parser (every option has help; defaults are shown)."""
+    parser = argparse.ArgumentParser(prog="python -m etpo_agents.train", description=__doc__.split("\n\nPython API")[0],
+                                     formatter_class=cli.HelpFormatter)  # fmt: skip
+    parser.add_argument(
+        "--algo",
+        default=RunConfig.algo,
+        help=f"agent: one of {sorted([*ALGORITHMS, *SB3_ALGORITHMS])}, or one registered by --import",
+    )
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (its register_algorithm calls); repeatable",
+    )
+    parser.add_argument("--env", dest="env_id", default=RunConfig.env_id, help="Gymnasium id of a token-level env")
+    parser.add_argument(
+        "--dataset",
+        nargs="+",
+        default=[RunConfig.dataset],
+        help="dataset name(s) (any case, e.g. kidney_stone or KidneyStone) or a CSV path (with "
+        "--target); several are sampled per episode",
+    )
+    cli.add_dataset_arguments(parser)
+    parser.add_argument(
+        "--model",
+        default=RunConfig.model,
+        help="policy: the packaged 'etpo-tiny-coder', a local model folder, or a Hugging Face hub id",
+    )
+    parser.add_argument(
+        "--allow-download",
+        action="store_true",
+        help="let a hub id download (else it must be in the local Hugging Face cache)",
+    )
+    parser.add_argument(
+        "--total-actions",
+        type=int,
+        default=None,
+        help=f"budget in env actions (code executions) (default: {RunConfig.total_steps})",
+    )
+    parser.add_argument(
+        "--total-steps", type=int, default=None, help="deprecated alias of --total-actions, removed in etpo-gym 0.3"
+    )
+    parser.add_argument("--seed", type=int, default=RunConfig.seed, help="seeds python, numpy, torch and the envs")
+    parser.add_argument(
+        "--output-dir",
+        default=None,
+        help="folder for metrics.csv, TensorBoard events, checkpoint.pt and final_metrics.json "
+        "(default: runs/<algo>-seed<seed>)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoint.pt")
+    choices = {"vectorization_mode": ("sync", "async"), "prompt_style": PROMPT_STYLES}
+    for name, (kind, text) in _RUN_OPTIONS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=getattr(RunConfig, name), help=text,
+                            choices=choices.get(name))  # fmt: skip
+    parser.add_argument(
+        "--use-lora",
+        action="store_true",
+        help="train LoRA adapters (π_ref = the adapter-disabled base, no copy); for large models",
+    )
     parser.add_argument("--fsdp", action="store_true", help="several processes: shard with FSDP2 instead of DDP")
-    parser.add_argument("--gradient-checkpointing", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in backward: less memory, ~30%% more update compute",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("--no-eval", action="store_true", help="skip the final greedy evaluation")
     parser.add_argument("--algo-arg", action="append", default=[], metavar="NAME=VALUE",
-                        help="algorithm config field, e.g. --algo-arg beta=0.1")  # fmt: skip
+                        help="an algorithm config field, e.g. --algo-arg beta=0.1 (repeatable). Fields: "
+                             + _algo_fields_help().replace("%", "%%"))  # fmt: skip
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, Any]:
+    """CLI → (RunConfig, algorithm config: a config dataclass, or for SB3 a dict of the algorithm's arguments).
+
+    Every user mistake is a one-line usage error (exit status 2) raised here, before any output folder exists.
+    """
+    parser = build_parser()
     args = parser.parse_args(argv)
     import_modules(parser, args.imports)
-    if args.algo not in ALGORITHMS:
-        parser.error(f"unknown --algo {args.algo!r}; choose one of {sorted(ALGORITHMS)} or --import a module that "
-                     "calls register_algorithm()")  # fmt: skip
-    overrides = {k: getattr(args, k) for k in simple if getattr(args, k) is not None}
-    run = RunConfig(
-        algo=args.algo, env_id=args.env_id, dataset=args.dataset[0] if len(args.dataset) == 1 else args.dataset,
-        model=args.model, local_files_only=not args.allow_download, total_steps=args.total_steps, seed=args.seed,
-        output_dir=args.output_dir or f"runs/{args.algo}-seed{args.seed}", resume=args.resume,
-        use_lora=args.use_lora, fsdp=args.fsdp, gradient_checkpointing=args.gradient_checkpointing,
-        progress_bar=not args.no_progress, greedy_eval=not args.no_eval, **overrides,
-    )  # fmt: skip
-    algo_config = default_algo_config(args.algo)
-    for item in args.algo_arg:
-        name, _, value = item.partition("=")
-        if name not in {f.name for f in dataclasses.fields(algo_config)}:
-            raise SystemExit(f"--algo-arg {name!r} is not a field of {type(algo_config).__name__}")
+    if args.algo not in ALGORITHMS and args.algo not in SB3_ALGORITHMS:
+        parser.error(f"unknown --algo {args.algo!r}.{cli.did_you_mean(args.algo, [*ALGORITHMS, *SB3_ALGORITHMS])} "
+                     f"Choose one of {sorted([*ALGORITHMS, *SB3_ALGORITHMS])}, or --import a module that calls "
+                     "register_algorithm()")  # fmt: skip
+    total_actions = _total_actions(parser, args)
+    env_ids = sorted(name for name in gym.registry if name.startswith("ETPO-"))
+    if args.env_id not in gym.registry:
+        parser.error(f"unknown --env {args.env_id!r}.{cli.did_you_mean(args.env_id, env_ids)} ETPO envs: {env_ids}")
+    if str(gym.spec(args.env_id).entry_point).endswith(":DataSciTextEnv"):
+        parser.error(f"--env {args.env_id} takes whole code strings; the agents train on a token-level env such as "
+                     f"{RunConfig.env_id}")  # fmt: skip
+    options = cli.dataset_options(args)
+    datasets = [cli.check_dataset(parser, item, options) for item in args.dataset]
+    # Named datasets go by their canonical name (KidneyStone -> kidney_stone); CSV paths stay paths.
+    names = [data.name if canonical_name(item) else item for item, data in zip(args.dataset, datasets, strict=True)]
+    cli.check_model(parser, args.model, args.allow_download)
+    if args.algo in SB3_ALGORITHMS:
+        unused = [n for n in _RUN_OPTIONS if n not in _SB3_OPTIONS and getattr(args, n) != getattr(RunConfig, n)]
+        unused += [flag for flag in ("resume", "use_lora", "fsdp", "gradient_checkpointing") if getattr(args, flag)]
+        if unused:
+            flag = "--" + unused[0].replace("_", "-")
+            parser.error(f"{flag} does not apply to {args.algo} (Stable-Baselines3 has its own settings: pass them "
+                         "as --algo-arg, e.g. --algo-arg learning_rate=3e-4)")  # fmt: skip
+    overrides = {name: getattr(args, name) for name in _RUN_OPTIONS}
+    try:
+        run = RunConfig(
+            algo=args.algo, env_id=args.env_id, dataset=names[0] if len(names) == 1 else names, model=args.model,
+            local_files_only=not args.allow_download, total_steps=total_actions, seed=args.seed,
+            output_dir=args.output_dir or f"runs/{args.algo}-seed{args.seed}", resume=args.resume,
+            use_lora=args.use_lora, fsdp=args.fsdp, gradient_checkpointing=args.gradient_checkpointing,
+            progress_bar=not args.no_progress, greedy_eval=not args.no_eval, env_kwargs=options, **overrides,
+        )  # fmt: skip
+    except ValueError as error:
+        parser.error(str(error))
+    if run.max_action_tokens >= run.max_obs_tokens:
+        parser.error(f"--max-action-tokens must be < the env's observation length {run.max_obs_tokens}, "
+                     f"got {run.max_action_tokens}")  # fmt: skip
+    if args.algo in SB3_ALGORITHMS:
+        return run, _sb3_algo_kwargs(parser, args.algo, args.algo_arg)
+    return run, _algo_config(parser, args.algo, args.algo_arg)
+
+
+def _total_actions(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--total-actions``, or the deprecated ``--total-steps`` with a FutureWarning."""
+    if args.total_steps is not None:
+        warnings.warn("--total-steps is deprecated and will be removed in etpo-gym 0.3: use --total-actions (the "
+                      "same budget in env actions, the name compare.py uses)", FutureWarning, stacklevel=3)  # fmt: skip
+        if args.total_actions is not None and args.total_actions != args.total_steps:
+            parser.error("--total-steps (deprecated) and --total-actions disagree; give --total-actions only")
+    total = next((n for n in (args.total_actions, args.total_steps) if n is not None), RunConfig.total_steps)
+    if total < 1:
+        parser.error(f"--total-actions must be >= 1 (env actions), got {total}")
+    return total
+
+
+def _algo_config(parser: argparse.ArgumentParser, algo: str, items: list[str]) -> Any:
+    """The algorithm's config with the ``--algo-arg NAME=VALUE`` items applied and validated."""
+    algo_config = default_algo_config(algo)
+    fields = {f.name: f for f in dataclasses.fields(algo_config)}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals:
+            parser.error(f"--algo-arg {item!r}: expected NAME=VALUE, e.g. beta=0.1")
+        if name not in fields:
+            parser.error(f"--algo-arg {name!r} is not a field of {type(algo_config).__name__}."
+                         f"{cli.did_you_mean(name, fields)} Fields: {sorted(fields) or 'none'}")  # fmt: skip
         current = getattr(algo_config, name)
-        setattr(algo_config, name, type(current)(value) if not isinstance(current, bool) else value == "true")
-    algo_config.__post_init__()
-    return run, algo_config
+        try:
+            if isinstance(current, bool):
+                if value.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError("expected true or false")
+                converted: Any = value.lower() in ("true", "1")
+            else:
+                converted = type(current)(value) if current is not None else ast.literal_eval(value)
+        except (ValueError, SyntaxError) as error:
+            parser.error(f"--algo-arg {name}={value!r}: {error}")
+        setattr(algo_config, name, converted)
+    try:
+        algo_config.__post_init__()
+    except ValueError as error:
+        parser.error(f"--algo-arg: {error}")
+    return algo_config
+
+
+def _sb3_algo_kwargs(parser: argparse.ArgumentParser, algo: str, items: list[str]) -> dict[str, Any]:
+    """``--algo-arg NAME=VALUE`` items as keyword arguments of the SB3 algorithm (values read as Python literals)."""
+    try:
+        from etpo_agents import sb3
+    except ImportError as error:
+        parser.error(f"--algo {algo} needs stable-baselines3: pip install stable-baselines3 (in a checkout: "
+                     f'pip install -e ".[sb3]"); {error}')  # fmt: skip
+    fixed = {"self", "policy", "env", "policy_kwargs", "seed", "device", "verbose", "_init_setup_model"}
+    accepted = set(inspect.signature(sb3.ALGORITHMS[SB3_ALGORITHMS[algo]].__init__).parameters) - fixed
+    kwargs: dict[str, Any] = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals or name not in accepted:
+            parser.error(f"--algo-arg {item!r}: expected NAME=VALUE with NAME an argument of {algo}."
+                         f"{cli.did_you_mean(name, accepted)} Accepted: {sorted(accepted)}")  # fmt: skip
+        try:
+            kwargs[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[name] = value  # a bare word such as a schedule name
+    return kwargs
+
+
+def train_sb3_run(run: RunConfig, algo_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Train ``run.algo`` (``sb3-ppo`` / ``sb3-a2c``) with :func:`etpo_agents.sb3.train_sb3`; writes
+    ``final_metrics.json`` (and SB3's ``model.zip`` and ``metrics.csv``) in ``run.output_dir``."""
+    from etpo_agents.policy import EMBEDDED_MODEL
+    from etpo_agents.sb3 import train_sb3
+
+    env_kwargs = {"dataset": run.dataset, **env_kwargs_of(run)}
+    if run.model != EMBEDDED_MODEL:  # the env must tokenize as the model does (its default is the packaged model's)
+        env_kwargs["tokenizer"] = run.model
+    final = train_sb3(SB3_ALGORITHMS[run.algo], env_kwargs, run.total_steps, run.seed, model=run.model,
+                      n_envs=run.num_envs, algo_kwargs=algo_kwargs, output_dir=run.output_dir,
+                      device=run.device)  # fmt: skip
+    final = {"algo": run.algo, "seed": run.seed, **final}
+    with open(os.path.join(run.output_dir, "final_metrics.json"), "w") as f:
+        json.dump(final, f, indent=2, default=repr)
+    return final
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m etpo_agents.train``: parse, train, print the final metrics. A run that fails before writing
+    anything removes the output folder it created."""
     run, algo_config = parse_args(argv)
-    final = train(run, algo_config)
+    created = not os.path.exists(run.output_dir)
+    try:
+        final = train_sb3_run(run, algo_config) if run.algo in SB3_ALGORITHMS else train(run, algo_config)
+    except BaseException:
+        if created:
+            cli.remove_if_empty(run.output_dir)
+        raise
     if os.environ.get("RANK", "0") == "0":  # several ranks: rank 0 has the evaluated results
-        print(json.dumps(final, indent=2))
+        print(json.dumps(final, indent=2, default=repr))
 
 
 if __name__ == "__main__":

@@ -15,3 +15,4 @@ register(id="ETPO-DataSciText-v0", entry_point="etpo_gym.env:DataSciTextEnv")
 for _name in BUNDLED_DATASETS:
     _camel = "".join(part.capitalize() for part in _name.split("_"))
     register(id=f"ETPO-DataSci-{_camel}-v0", entry_point="etpo_gym.env:DataSciTokenEnv", kwargs={"dataset": _name})
+register(id="ETPO-TokenCredit-v0", entry_point="etpo_gym.token_credit:TokenCreditEnv")

@@ -5,13 +5,18 @@ Three sources, one result type (:class:`TabularDataset`):
 * **bundled** (offline, package data under ``etpo_gym/data``): the paper's four Kaggle datasets and three of its
   OpenML datasets from public copies of the same data;
 * **sklearn** (offline): scikit-learn's bundled classification sets;
-* **openml** (needs ``pip install etpo-gym[openml]`` and network or a populated OpenML cache): the paper's other
-  seven OpenML datasets, by their CAAFE names;
+* **openml** (needs the ``openml`` package and network or a populated OpenML cache): the paper's other seven OpenML
+  datasets, by their CAAFE names;
 * **user data**: a ``pandas.DataFrame`` or a CSV path with ``target=``.
+
+Names match case-insensitively and in the env ids' spelling: ``Pharyngitis``, ``KidneyStone``, ``kidney-stone`` all
+name ``kidney_stone`` (:func:`canonical_name`).
 
 Preprocessing follows the paper's loaders (``data_utils.py`` of the official code), step by step:
 
-1. drop the id column;
+1. drop the id column; in user data, drop row-index columns (an unnamed leading column, as ``DataFrame.to_csv()``
+   and R write, or a column equal to a 0- or 1-based row counter) with a warning, unless ``keep_index_columns``:
+   an index of a file sorted by its target predicts the target;
 2. drop every row with a NaN (``dropna``) or, in user data, a ±inf;
 3. keep the first 2,000 rows (``max_rows``) -- the paper caps health_insurance and spaceship_titanic, CAAFE caps
    every OpenML set;
@@ -25,15 +30,21 @@ DEVIATION (leakage-safe evaluation): the official code reports the AUC of the sa
 stratified 20% **held-out test split** (seed 0) is set aside once per dataset; the reward's 5 random 50/50 splits
 are drawn from the remaining 80% (the *reward pool*) and the held-out split is only used to report
 ``info["test_auc"]``.
+
+Checks beyond the paper: a target that looks continuous (regression) is rejected, and a single feature whose ROC
+AUC alone is >= :data:`LEAK_AUC` (a likely copy of the target) is named in a warning, not dropped.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import functools
 import gzip
 import os
+import re
+import warnings
 from collections.abc import Sequence
 from importlib import resources
 
@@ -48,6 +59,15 @@ MIN_ROWS_PER_CLASS = 10
 
 HELD_OUT_FRACTION = 0.2
 """Share of rows kept out of the reward for ``info["test_auc"]``."""
+
+MAX_CLASSES_NUMERIC_TARGET = 20
+"""A numeric target with more distinct values than this, float or with a class too rare to split, is taken for a
+regression target and rejected (the task is classification scored by ROC AUC)."""
+
+LEAK_AUC = 0.99
+"""A feature whose single-feature ROC AUC (either orientation; one-vs-rest mean for several classes) reaches this
+separates the classes almost perfectly on its own: likely the target leaked into the features, so it is warned
+about at load time."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +112,28 @@ BUNDLED_DATASETS: tuple[str, ...] = tuple(_BUNDLED)
 
 _KNOWN_NAMES = frozenset(_BUNDLED) | frozenset(_SKLEARN) | frozenset(_OPENML)
 """Every name :func:`list_datasets` lists (without probing the OpenML cache)."""
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[\s_-]", "", name).lower()
+
+
+_NAME_KEYS = {_name_key(name): name for name in _KNOWN_NAMES}
+
+
+def canonical_name(name: str) -> str | None:
+    """The dataset name that ``name`` spells, ignoring case, ``_``, ``-`` and spaces, or ``None``.
+
+    >>> canonical_name("KidneyStone"), canonical_name("kidney-stone"), canonical_name("Pharyngitis")
+    ('kidney_stone', 'kidney_stone', 'pharyngitis')
+    """
+    return _NAME_KEYS.get(_name_key(name))
+
+
+def suggest_names(name: str) -> list[str]:
+    """Known dataset names close to ``name`` (for "did you mean" messages), best first."""
+    keys = difflib.get_close_matches(_name_key(name), list(_NAME_KEYS), n=3, cutoff=0.6)
+    return [_NAME_KEYS[key] for key in keys]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -174,27 +216,57 @@ def load_dataset(
     description: str | None = None,
     name: str | None = None,
     max_rows: int = MAX_ROWS,
+    keep_index_columns: bool = False,
 ) -> TabularDataset:
     """Load and preprocess a dataset by name, CSV path or DataFrame.
 
     Args:
-        dataset: a name from :func:`list_datasets`, a path to a CSV file, or a DataFrame.
-        target: target column; required for paths and DataFrames, ignored for named datasets.
+        dataset: a name from :func:`list_datasets` (any case, or the env ids' spelling such as ``KidneyStone``),
+            a path to a CSV file, or a DataFrame.
+        target: target column; required for paths and DataFrames. A named dataset has its own target: passing
+            another one is an error.
         description: task description shown in the rich prompt; defaults to the bundled text, if any.
         name: identifier for user data (default: the file stem, or ``"custom"``).
         max_rows: row cap after ``dropna`` (the paper's 2,000).
+        keep_index_columns: keep the row-index columns of user data (step 1 of the module docstring) as features.
 
     Raises:
-        DatasetError: unknown name, OpenML unreachable, or data unusable for the task (missing target, one
-            class, too few rows, empty frame, unparseable file, no feature columns).
+        DatasetError: unknown name (with close names suggested), ``target`` given for a named dataset, OpenML
+            unreachable, or data unusable for the task (missing target, continuous target, one class, too few
+            rows, empty frame, unparseable file, no feature columns).
     """
-    if isinstance(dataset, pd.DataFrame) or (
-        isinstance(dataset, (str, os.PathLike)) and str(dataset) not in _KNOWN_NAMES and _looks_like_path(dataset)
-    ):
-        return _load_user(dataset, target=target, description=description, name=name, max_rows=max_rows)
+    if isinstance(dataset, (str, os.PathLike)):
+        canonical = canonical_name(os.fspath(dataset))
+        if canonical is not None:
+            return _load_named_checked(canonical, target, description, max_rows)
+    if isinstance(dataset, pd.DataFrame) or (isinstance(dataset, (str, os.PathLike)) and _looks_like_path(dataset)):
+        return _load_user(dataset, target=target, description=description, name=name, max_rows=max_rows,
+                          keep_index_columns=keep_index_columns)  # fmt: skip
     if not isinstance(dataset, str):
         raise DatasetError(f"dataset must be a name, a CSV path or a pandas DataFrame, got {type(dataset).__name__}")
-    return _load_named(dataset, max_rows)
+    close = suggest_names(dataset)
+    hint = f" Did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
+    raise DatasetError(
+        f"unknown dataset {dataset!r}.{hint} Known names: {', '.join(sorted(_KNOWN_NAMES))}; or pass a CSV path "
+        "or a DataFrame with target=<column>"
+    )
+
+
+def _load_named_checked(dataset: str, target: str | None, description: str | None, max_rows: int) -> TabularDataset:
+    """A named dataset, rejecting a ``target`` other than its own, with ``description`` replacing its text."""
+    own_target = {**{n: s.target for n, s in _BUNDLED.items()}, **dict.fromkeys(_SKLEARN, "target")}.get(dataset)
+    if target is not None and own_target is not None and target != own_target:
+        raise DatasetError(
+            f"target={target!r} was given with the named dataset {dataset!r}, whose target is {own_target!r}; "
+            "target= is for CSV paths and DataFrames (pass the file's path to use another column)"
+        )
+    if target is not None and dataset in _OPENML:
+        raise DatasetError(
+            f"target={target!r} was given with the OpenML dataset {dataset!r}, which uses its default target; "
+            "target= is for CSV paths and DataFrames"
+        )
+    data = _load_named(dataset, max_rows)
+    return data if description is None else dataclasses.replace(data, description=description)
 
 
 @functools.lru_cache(maxsize=32)
@@ -207,12 +279,7 @@ def _load_named(dataset: str, max_rows: int) -> TabularDataset:
         return _preprocess(frame, spec.target, dataset, spec.title, _bundled_description(dataset), max_rows)
     if dataset in _SKLEARN:
         return _load_sklearn(dataset, max_rows)
-    if dataset in _OPENML:
-        return _load_openml(dataset, max_rows)
-    known = ", ".join(sorted(_KNOWN_NAMES))
-    raise DatasetError(
-        f"unknown dataset {dataset!r}; known names: {known}. Or pass a DataFrame / CSV path with target="
-    )
+    return _load_openml(dataset, max_rows)
 
 
 def _bundled_description(dataset: str) -> str:
@@ -225,7 +292,7 @@ def _looks_like_path(dataset: str | os.PathLike) -> bool:
     return os.sep in text or text.endswith((".csv", ".csv.gz", ".tsv")) or os.path.exists(text)
 
 
-def _load_user(dataset, *, target, description, name, max_rows) -> TabularDataset:
+def _load_user(dataset, *, target, description, name, max_rows, keep_index_columns) -> TabularDataset:
     if isinstance(dataset, pd.DataFrame):
         frame = dataset.copy()
         name = name or "custom"
@@ -243,7 +310,7 @@ def _load_user(dataset, *, target, description, name, max_rows) -> TabularDatase
     if target is None:
         raise DatasetError("user data needs target=<column name>")
     title = name.replace("_", " ").title()
-    return _preprocess(frame, target, name, title, description or "", max_rows)
+    return _preprocess(frame, target, name, title, description or "", max_rows, drop_index=not keep_index_columns)
 
 
 def _read_csv(path: str, max_rows: int = 200_000, max_header_bytes: int = 64 * 1024) -> pd.DataFrame:
@@ -284,8 +351,9 @@ def _load_openml(dataset: str, max_rows: int) -> TabularDataset:
         import openml
     except ImportError as error:
         raise DatasetError(
-            f"dataset {dataset!r} comes from OpenML (id {data_id}); install it with `pip install etpo-gym[openml]` "
-            "and run once with network access (it is then cached)."
+            f"dataset {dataset!r} comes from OpenML (id {data_id}) and needs the openml package: `pip install "
+            'openml` (in a checkout of etpo-gym: `pip install -e ".[openml]"`), then run once with network access '
+            "(the data is then cached)."
         ) from error
     try:
         remote = openml.datasets.get_dataset(data_id, download_data=True)
@@ -307,19 +375,82 @@ def _openml_cached(data_id: int) -> bool:
     return os.path.isdir(cache)
 
 
+def index_columns(frame: pd.DataFrame) -> list[str]:
+    """Columns of ``frame`` that are row indices: an unnamed leading column (pandas reads the index that
+    ``DataFrame.to_csv()`` and R write as ``Unnamed: 0``) or a column equal to a 0- or 1-based row counter."""
+    found = []
+    for position, column in enumerate(frame.columns):
+        values = frame[column]
+        unnamed = position == 0 and (str(column) == "" or str(column).startswith("Unnamed: 0"))
+        counter = (
+            pd.api.types.is_numeric_dtype(values)
+            and not pd.api.types.is_bool_dtype(values)
+            and len(values) > 1
+            and bool(values.notna().all())
+            and any(np.array_equal(values.to_numpy(), np.arange(start, start + len(values))) for start in (0, 1))
+        )
+        if unnamed or counter:
+            found.append(column)
+    return found
+
+
+def _check_continuous(labels: pd.Series, target: str, counts: np.ndarray) -> None:
+    """Reject a target that looks like a regression target (:data:`MAX_CLASSES_NUMERIC_TARGET`)."""
+    numeric = pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
+    if numeric and len(counts) > MAX_CLASSES_NUMERIC_TARGET:
+        if pd.api.types.is_float_dtype(labels) or counts.min() < MIN_ROWS_PER_CLASS:
+            raise DatasetError(
+                f"regression is not supported: target {target!r} looks continuous ({len(counts)} distinct values); "
+                "the task is classification, so give a categorical target (or bin this one into classes)"
+            )
+
+
+def single_feature_aucs(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ROC AUC of each feature used alone as the score, in its better orientation: ``max(AUC, 1 - AUC)``.
+
+    Several classes: the mean over classes of the one-vs-rest AUC (each in its better orientation). Ties count
+    half, as in ``sklearn.metrics.roc_auc_score``.
+
+    Args:
+        x: features, shape (N, F).
+        y: labels ``0..K-1``, shape (N,).
+
+    Returns:
+        AUCs in [0.5, 1], shape (F,).
+    """
+    from scipy.stats import rankdata
+
+    ranks = rankdata(x, axis=0)  # (N, F), average ranks for ties
+    classes = np.unique(y)
+    per_class = []
+    for k in classes[1:] if len(classes) == 2 else classes:
+        positive = y == k
+        num_pos, num_neg = int(positive.sum()), int((~positive).sum())
+        auc = (ranks[positive].sum(axis=0) - num_pos * (num_pos + 1) / 2) / (num_pos * num_neg)  # (F,)
+        per_class.append(np.maximum(auc, 1 - auc))
+    return np.mean(per_class, axis=0)
+
+
 def _preprocess(
-    frame: pd.DataFrame, target: str, name: str, title: str, description: str, max_rows: int
+    frame: pd.DataFrame,
+    target: str,
+    name: str,
+    title: str,
+    description: str,
+    max_rows: int,
+    drop_index: bool = False,
 ) -> TabularDataset:
-    """Steps 2-5 of the module docstring, the validation, and the held-out split."""
+    """Steps 1 (index columns, when ``drop_index``) to 5 of the module docstring, the validation, the leak warning
+    and the held-out split."""
     if frame.empty or frame.shape[1] == 0:
         raise DatasetError(f"dataset {name!r} is empty")
     if target not in frame.columns:
         raise DatasetError(f"target column {target!r} not in dataset {name!r}; columns: {list(frame.columns)}")
+    indices = [c for c in index_columns(frame) if c != target] if drop_index else []
     if frame.shape[1] < 2:
         raise DatasetError(f"dataset {name!r} has no feature columns besides the target {target!r}")
     frame = frame.replace([np.inf, -np.inf], np.nan)  # ±inf: dropped with the NaN rows (estimators reject both)
     frame = frame.dropna(axis=0, how="any").iloc[:max_rows].reset_index(drop=True)
-    features = frame.drop(columns=[target])
     labels = frame[target]
     if len(frame) == 0:
         raise DatasetError(f"dataset {name!r} has no row without NaN")
@@ -327,12 +458,27 @@ def _preprocess(
     if len(class_names) < 2:
         raise DatasetError(f"dataset {name!r} has a single class in {target!r} ({class_names[0]!r}); need >= 2")
     counts = np.bincount(y)
+    _check_continuous(labels, target, counts)
     if counts.min() < MIN_ROWS_PER_CLASS:
         rare = class_names[int(np.argmin(counts))]
         raise DatasetError(
             f"dataset {name!r}: class {rare!r} has {counts.min()} rows after dropna; each class needs at least "
             f"{MIN_ROWS_PER_CLASS} so that every split sees it"
         )
+    if indices:
+        warnings.warn(
+            f"dataset {name!r}: dropped the row-index column(s) {[str(c) for c in indices]} (an unnamed leading "
+            "column or a row counter is no feature, and in a file sorted by its target it leaks the label); pass "
+            "keep_index_columns=True to keep them",
+            UserWarning,
+            stacklevel=4,
+        )
+        if frame.shape[1] - len(indices) < 2:
+            raise DatasetError(
+                f"dataset {name!r} has no feature columns besides the target {target!r} and the row-index column(s) "
+                f"{[str(c) for c in indices]} (keep_index_columns=True keeps them)"
+            )
+    features = frame.drop(columns=[target, *indices])
     columns, kinds = [], []
     for column in features.columns:
         values = features[column]
@@ -344,6 +490,7 @@ def _preprocess(
             columns.append(values.to_numpy(dtype=np.float64))
             kinds.append("numeric")
     x = np.column_stack(columns)
+    _warn_leaks(x, y, features.columns, name)
     from sklearn.model_selection import train_test_split
 
     x_pool, x_test, y_pool, y_test = train_test_split(
@@ -366,21 +513,40 @@ def _preprocess(
     )
 
 
+def _warn_leaks(x: np.ndarray, y: np.ndarray, columns: Sequence, name: str) -> None:
+    """Warn about features that alone separate the classes almost perfectly (:data:`LEAK_AUC`); they are kept."""
+    aucs = single_feature_aucs(x, y)
+    leaks = [f"{column!r} (AUC {auc:.3f})" for column, auc in zip(columns, aucs, strict=True) if auc >= LEAK_AUC]
+    if leaks:
+        warnings.warn(
+            f"dataset {name!r}: feature(s) {', '.join(leaks)} alone separate the classes almost perfectly; check "
+            "that they are not the target (or computed from it) under another name. They are kept.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def resolve_datasets(
     datasets: str | os.PathLike | pd.DataFrame | Sequence[str] | None,
     *,
     target: str | None = None,
     description: str | None = None,
+    name: str | None = None,
+    keep_index_columns: bool = False,
 ) -> list[TabularDataset]:
-    """The env's ``dataset=`` argument as a list: ``None`` = every bundled dataset, one spec, or a list of names."""
+    """The env's ``dataset=`` argument as a list: ``None`` = every bundled dataset, one spec, or a list of names.
+
+    ``target``, ``description``, ``name`` and ``keep_index_columns`` are :func:`load_dataset`'s.
+    """
     if datasets is None:
         datasets = BUNDLED_DATASETS
+    options = {"target": target, "description": description, "name": name, "keep_index_columns": keep_index_columns}
     if isinstance(datasets, (str, os.PathLike, pd.DataFrame)):
-        return [load_dataset(datasets, target=target, description=description)]
+        return [load_dataset(datasets, **options)]
     if not isinstance(datasets, (list, tuple)):
         raise DatasetError(
             f"dataset must be a name, a CSV path, a pandas DataFrame or a list of names, got {type(datasets).__name__}"
         )
     if len(datasets) == 0:
         raise DatasetError("dataset list is empty")
-    return [load_dataset(d, target=target, description=description) for d in datasets]
+    return [load_dataset(d, **options) for d in datasets]

@@ -17,10 +17,8 @@ from gymnasium import spaces
 
 from etpo_gym import task
 from etpo_gym.datasets import TabularDataset, resolve_datasets
+from etpo_gym.rewards import DEFAULT_STOP_STRINGS, cut_at_stop_strings, score_bodies
 from etpo_gym.tokenizer import load_tokenizer, token_texts
-
-DEFAULT_STOP_STRINGS = ("\ndef ", "\nclass ", "\nif __name__", "\n```", "\nprint(")
-"""Text that ends an action early: a model continuing past ``build_model``'s body starts one of these."""
 
 
 class DataSciTask:
@@ -84,29 +82,17 @@ class DataSciTask:
         Success terminates. A failure yields the reflection prompt as the next prompt, and truncates once
         ``max_turns`` actions have failed: the turn budget is a time limit, not a state of the task, so value
         targets should bootstrap there (Gymnasium's convention), whereas success is a true terminal state.
+        The reward and the execution keys of ``info`` come from :func:`etpo_gym.rewards.score_bodies`, the code path
+        trainers' batch rewards share (issue 15).
         """
-        result = self.executor.evaluate(self.dataset, body)
+        ((reward, details),) = score_bodies(self.executor, [self.dataset], [body])
         self.turn += 1
-        terminated = result.ok
+        terminated = details["status"] == "ok"
         truncated = not terminated and self.turn >= self.max_turns
-        if not result.ok:
-            self.prompt = task.build_reflection_prompt(self.dataset, body, result.message, self.prompt_style)
-        info = {
-            "dataset": self.dataset.name,
-            "turn": self.turn,
-            "code": task.program_source(body),
-            "status": result.status.value,
-            "auc": result.auc,
-            "split_aucs": list(result.split_aucs),
-            "auc_std": result.auc_std,
-            "test_auc": result.test_auc,
-            "error_type": result.error_type,
-            "error": result.message,
-            "eval_time_s": result.duration_s,
-            "cached": result.cached,
-            "prompt": self.prompt,
-        }
-        return result.reward, terminated, truncated, info
+        if not terminated:
+            self.prompt = task.build_reflection_prompt(self.dataset, body, details["error"], self.prompt_style)
+        info = {**details, "turn": self.turn, "prompt": self.prompt}
+        return reward, terminated, truncated, info
 
     def close(self) -> None:
         if self._owns_executor:
@@ -117,14 +103,20 @@ class _DataSciEnv(gym.Env):
     """What both envs share: arguments that build the task, the reset/step order, ``ansi`` rendering, close."""
 
     def _build_task(self, render_mode, tokenizer, dataset, target, description, prompt_style, max_turns, executor,
-                    **executor_settings) -> None:  # fmt: skip
-        """Validate ``render_mode``, load the tokenizer and build the :class:`DataSciTask` (``self.task``)."""
+                    dataset_options, unknown, **executor_settings) -> None:  # fmt: skip
+        """Validate ``render_mode``, load the tokenizer and build the :class:`DataSciTask` (``self.task``).
+
+        ``unknown``: keyword arguments the env does not take. They are a ``ValueError`` here rather than Python's
+        ``TypeError``, which ``gym.make`` re-raises with every argument's repr (a whole DataFrame's).
+        """
+        if unknown:
+            raise _unknown_arguments_error(type(self), unknown)
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.render_mode = render_mode
         self.tokenizer = load_tokenizer(tokenizer)
         self.task = DataSciTask(
-            resolve_datasets(dataset, target=target, description=description),
+            resolve_datasets(dataset, target=target, description=description, **dataset_options),
             prompt_style=prompt_style,
             max_turns=max_turns,
             executor=executor,
@@ -200,6 +192,8 @@ class DataSciTokenEnv(_DataSciEnv):
     | `dataset`           | all bundled        | name, list of names, DataFrame or CSV path               |
     | `target`            | None               | target column of user data                               |
     | `description`       | None               | task description of user data (rich prompt)              |
+    | `dataset_name`      | None               | name of user data in prompts and `info` (default: the file stem, or `"custom"`) |
+    | `keep_index_columns` | False             | keep user data's row-index columns (an unnamed leading column, a 0- or 1-based row counter), which are otherwise dropped with a warning |
     | `tokenizer`         | packaged BPE       | HF tokenizer object, path or hub id                      |
     | `prompt_style`      | `"paper"`          | `"paper"` or `"rich"`                                    |
     | `max_turns`         | 5                  | actions per episode                                      |
@@ -222,6 +216,8 @@ class DataSciTokenEnv(_DataSciEnv):
         *,
         target: str | None = None,
         description: str | None = None,
+        dataset_name: str | None = None,
+        keep_index_columns: bool = False,
         tokenizer: Any = None,
         prompt_style: str = "paper",
         max_turns: int = 5,
@@ -234,6 +230,7 @@ class DataSciTokenEnv(_DataSciEnv):
         memory_limit_mb: int | None = None,
         max_parallel_splits: int | None = None,
         render_mode: str | None = None,
+        **unknown: Any,
     ):
         _check_int("max_action_tokens", max_action_tokens, 1)
         _check_int("max_obs_tokens", max_obs_tokens, 2)
@@ -244,6 +241,7 @@ class DataSciTokenEnv(_DataSciEnv):
         if not all(isinstance(s, str) and s for s in stop_strings):
             raise TypeError(f"stop_strings must be non-empty strings, got {stop_strings!r}")
         self._build_task(render_mode, tokenizer, dataset, target, description, prompt_style, max_turns, executor,
+                         {"name": dataset_name, "keep_index_columns": keep_index_columns}, unknown,
                          num_workers=num_workers, timeout_s=timeout_s, memory_limit_mb=memory_limit_mb,
                          max_parallel_splits=max_parallel_splits)  # fmt: skip
         self.max_action_tokens = max_action_tokens
@@ -309,10 +307,7 @@ class DataSciTokenEnv(_DataSciEnv):
     def _action_text(self, stop_reason: str) -> str:
         ids = self._action_ids[:-1] if stop_reason == "eos" else self._action_ids
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        if stop_reason == "stop_string":
-            cut = min((text.find(s) for s in self.stop_strings if s in text), default=len(text))
-            text = text[:cut]
-        return text
+        return cut_at_stop_strings(text, self.stop_strings) if stop_reason == "stop_string" else text
 
     # -- Gymnasium API ---------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -375,6 +370,19 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
+def _unknown_arguments_error(env_class: type, unknown: dict[str, Any]) -> ValueError:
+    """The error for keyword arguments ``env_class`` does not take, with close names suggested."""
+    import difflib
+    import inspect
+
+    accepted = [name for name in inspect.signature(env_class.__init__).parameters if name not in ("self", "unknown")]
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, accepted, n=1)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return ValueError(f"{env_class.__name__} got unknown argument(s) {', '.join(hints)}; it accepts {accepted}")
+
+
 def _printable(text: str) -> str:
     return "".join(c if c in _TEXT_CHARSET else "?" for c in text)
 
@@ -413,7 +421,7 @@ class DataSciTextEnv(_DataSciEnv):
     ## Arguments
     | argument | default | meaning |
     |----------|---------|---------|
-    | `dataset`, `target`, `description`, `prompt_style`, `max_turns`, `executor`, executor settings | as the token env | |
+    | `dataset`, `target`, `description`, `dataset_name`, `keep_index_columns`, `prompt_style`, `max_turns`, `executor`, executor settings | as the token env | |
     | `tokenizer` | packaged BPE | exposed as `env.unwrapped.tokenizer` for agents that tokenize themselves |
     | `max_obs_chars` | 20000 | observation length limit (a longer prompt keeps its end) |
     | `max_action_chars` | 8000 | action length limit (a longer action raises `InvalidAction`) |
@@ -431,6 +439,8 @@ class DataSciTextEnv(_DataSciEnv):
         *,
         target: str | None = None,
         description: str | None = None,
+        dataset_name: str | None = None,
+        keep_index_columns: bool = False,
         tokenizer: Any = None,
         prompt_style: str = "paper",
         max_turns: int = 5,
@@ -442,10 +452,12 @@ class DataSciTextEnv(_DataSciEnv):
         memory_limit_mb: int | None = None,
         max_parallel_splits: int | None = None,
         render_mode: str | None = None,
+        **unknown: Any,
     ):
         _check_int("max_obs_chars", max_obs_chars, 1)
         _check_int("max_action_chars", max_action_chars, 1)
         self._build_task(render_mode, tokenizer, dataset, target, description, prompt_style, max_turns, executor,
+                         {"name": dataset_name, "keep_index_columns": keep_index_columns}, unknown,
                          num_workers=num_workers, timeout_s=timeout_s, memory_limit_mb=memory_limit_mb,
                          max_parallel_splits=max_parallel_splits)  # fmt: skip
         self.observation_space = spaces.Text(max_obs_chars, min_length=0, charset=_TEXT_CHARSET)

@@ -1,6 +1,7 @@
 """benchmarks/compare.py end to end on real envs with fast, torch-free agents; resume keys; failures; scoring of
 failed greedy actions; the command line."""
 
+import dataclasses
 import json
 import math
 import os
@@ -13,7 +14,9 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pandas as pd
 import pytest
+from scipy import stats as scipy_stats
 
 import etpo_gym  # noqa: F401
 from etpo_agents import registry
@@ -120,11 +123,23 @@ def test_mean_ci_matches_student_t():
 
 def test_summary_significance_between_clearly_different_agents():
     records = [
-        {"status": "ok", "agent": agent, "dataset": "iris", "seed": seed,
-         "metrics": {"greedy_test_auc": value + 0.001 * seed, "greedy_auc": value, "train_reward_mean": value,
-                     "success_rate": 1.0, "num_tokens": 1, "wall_time_s": 1.0}}
-        for agent, value in (("a", 0.9), ("b", 0.6)) for seed in range(4)
-    ]  # fmt: skip
+        {
+            "status": "ok",
+            "agent": agent,
+            "dataset": "iris",
+            "seed": seed,
+            "metrics": {
+                "greedy_test_auc": value + step * seed,
+                "greedy_auc": value,
+                "train_reward_mean": value,
+                "success_rate": 1.0,
+                "num_tokens": 1,
+                "wall_time_s": 1.0,
+            },
+        }
+        for agent, value, step in (("a", 0.9, 0.002), ("b", 0.6, 0.001))
+        for seed in range(4)
+    ]  # fmt: skip  (paired over seeds: the differences 0.3 + 0.001 * seed vary, so a t-test is defined)
     verdict = summarize(records, Preset(("b", "a"), ("iris",), (0, 1, 2, 3), 1))["verdict"]
     assert verdict["ranking"] == ["a", "b"] and verdict["significant"] and verdict["p_value"] < 1e-6
 
@@ -258,3 +273,176 @@ def test_command_line_runs_the_example_agent_by_its_registered_name(tmp_path):
     record = json.loads((tmp_path / "results.jsonl").read_text())
     assert record["agent"] == "template-bandit" and record["status"] == "ok"
     assert record["metrics"]["num_actions"] == 2
+
+
+# -- your own CSV, one-dataset tables, listed outputs, distinguishable lines (issue 14) ----------------------------
+
+
+def _patients_csv(folder: Path) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 2))
+    frame = pd.DataFrame({"f1": x[:, 0], "f2": x[:, 1], "outcome": (x[:, 0] + rng.normal(size=150) > 0).astype(int)})
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / "patients.csv", index=False)
+    return folder / "patients.csv"
+
+
+def test_datasets_option_runs_a_csv_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # main() puts the working directory on it
+    path = _patients_csv(tmp_path / "data")
+    output_dir = tmp_path / "out"
+    code = compare.main(["--agents", "test-fixed-logreg", "--datasets", f"{path}:outcome", "--seeds", "0",
+                         "--total-actions", "2", "--output-dir", str(output_dir)])  # fmt: skip
+    assert code == 0
+    record = json.loads((output_dir / "results.jsonl").read_text())
+    assert record["status"] == "ok" and record["dataset"] == "patients"
+    assert 0.5 < record["metrics"]["greedy_test_auc"] <= 1.0  # LogisticRegression on a real, learnable CSV
+    assert re.fullmatch(r"test-fixed-logreg-patients-seed0-2actions-[0-9a-f]{8}", record["key"])
+    markdown = (output_dir / "summary.md").read_text()
+    assert "| patients |" in markdown and "**overall**" not in markdown  # one dataset: no repeated overall row
+    assert "**overall**" not in capsys.readouterr().out
+
+    # The key follows the file's content and settings, not its path; another target is another cell.
+    moved = _patients_csv(tmp_path / "elsewhere")
+    same, _ = parse_args(["--datasets", f"{moved}:outcome", "--agents", "base"])
+    first, _ = parse_args(["--datasets", f"{path}:outcome", "--agents", "base"])
+    assert compare.cell_key("base", "patients", 0, same) == compare.cell_key("base", "patients", 0, first)
+    renamed, _ = parse_args(["--datasets", str(path), "--target", "outcome", "--dataset-name", "recovery"])
+    assert renamed.datasets == ("recovery",) and renamed.user_datasets["recovery"]["target"] == "outcome"
+    assert compare.dataset_env_kwargs("recovery", renamed)["dataset_name"] == "recovery"
+
+
+@pytest.mark.parametrize(
+    "datasets, message",
+    [
+        ("pharyngtis", "Did you mean 'pharyngitis'?"),
+        ("CSV", "needs target=<column name>"),
+        ("CSV:nope", "target column 'nope' not in dataset"),
+        ("pharyngitis:age", "target='age' was given with the named dataset 'pharyngitis'"),
+    ],
+)
+def test_bad_datasets_are_usage_errors_before_any_folder(datasets, message, tmp_path, capsys):
+    datasets = datasets.replace("CSV", str(_patients_csv(tmp_path / "data")))
+    output_dir = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        compare.main(["--agents", "test-crashing-agent", "--datasets", datasets, "--output-dir", str(output_dir)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
+    assert not output_dir.exists()
+
+
+def test_dataset_names_are_normalised_and_agents_get_suggestions(capsys):
+    preset, _ = parse_args(["--datasets", "KidneyStone,Pharyngitis"])
+    assert preset.datasets == ("kidney_stone", "pharyngitis") and not preset.user_datasets
+    with pytest.raises(SystemExit):
+        parse_args(["--agents", "etpoo"])
+    assert "Did you mean 'etpo'?" in capsys.readouterr().err
+
+
+def test_console_lists_every_png_written(tmp_path, capsys):
+    preset = Preset(("test-curve-agent",), ("iris",), (0,), 2)
+    (tmp_path / "curves_entropy.png").write_bytes(b"an earlier run's plot")
+    old = time.time() - 3600
+    os.utime(tmp_path / "curves_entropy.png", (old, old))
+    run_benchmark(preset, str(tmp_path))
+    out = capsys.readouterr().out
+    for name in ("curves.png", "curves_kl_ref.png", "summary.md", "summary.json", "summary.csv", "results.jsonl"):
+        assert str(tmp_path / name) in out, name
+    assert "curves_entropy.png" not in out  # not written by this run (the agent logs no entropy)
+
+
+def test_curve_lines_differ_in_marker_and_dash_style(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    curve = {"env_actions": [1.0, 2.0, 3.0], "reward_mean": [0.1, 0.2, 0.3]}
+    agents = ("ppo", "base", "etpo")
+    records = [{"status": "ok", "agent": a, "dataset": "iris", "curve": curve} for a in agents]  # identical curves
+    compare.plot_curves(records, Preset(agents, ("iris",), (0,), 3), str(tmp_path / "curves.png"))
+    lines = figures[0].axes[0].get_lines()
+    assert len(lines) == 3
+    assert len({line.get_marker() for line in lines}) == 3 and len({str(line.get_linestyle()) for line in lines}) == 3
+
+
+def sampled_cell(agent: str, dataset: str, seed: int, reward: float, kl: float, success: float = 0.9) -> dict:
+    """A finished cell with the sampled evaluation's metrics, as ``summarize`` reads it."""
+    metrics = {"sample_reward_mean": reward, "sample_success_rate": success, "kl_per_action": kl,
+               "greedy_test_auc": 0.8, "greedy_auc": 0.8, "train_reward_mean": 0.0, "eval_wall_time_s": 2.0}  # fmt: skip
+    return {"status": "ok", "kind": "cell", "agent": agent, "dataset": dataset, "seed": seed, "metrics": metrics,
+            "cell_wall_time_s": 5.0}  # fmt: skip
+
+
+def frontier_record(dataset: str, temperature: float, kl: float, rewards: list[float], success: float) -> dict:
+    samples = [{"reward": r, "success": r > -1, "test_auc": 0.7, "kl": kl} for r in rewards]
+    metrics = {"sample_reward_mean": float(np.mean(rewards)), "sample_success_rate": success, "kl_per_action": kl,
+               "sample_test_auc_mean": 0.7, "sampled": {dataset: {"samples": samples}}}  # fmt: skip
+    return {"status": "ok", "kind": "frontier", "agent": "base", "dataset": dataset, "temperature": temperature,
+            "metrics": metrics, "cell_wall_time_s": 3.0}  # fmt: skip
+
+
+def test_frontier_verdicts_from_hand_made_records(tmp_path):
+    """Frontier (KL 0, 0.4) and (KL 1, 0.6): at KL 0.5 it is 0.5. "up" scores 0.6/0.7/0.8 there (+0.1/+0.2/+0.3),
+    "flat" sits on it with noise; the base cells score 0.4."""
+    preset = Preset(("up", "flat", "base"), ("iris",), (0, 1, 2), 1, frontier_temperatures=(0.5, 1.0))
+    records = [frontier_record("iris", 1.0, 0.0, [0.4, 0.2, 0.6], 0.8), frontier_record("iris", 0.5, 1.0, [0.6], 0.9)]
+    records += [sampled_cell("up", "iris", seed, 0.6 + 0.1 * seed, 0.5) for seed in range(3)]
+    records += [sampled_cell("flat", "iris", seed, 0.5 + d, 0.5) for seed, d in enumerate((0.01, -0.02, 0.005))]
+    records += [sampled_cell("base", "iris", seed, 0.4, 0.0) for seed in range(3)]
+    summary = summarize(records, preset)
+    assert summary["frontier"]["iris"][1]["reward_se"] == pytest.approx(0.2 / math.sqrt(3))  # sd 0.2 over K = 3
+    found = {(c["agent"], c["reference"], c["metric"]): c for c in summary["comparisons"]}
+    up = found[("up", "frontier", "sample_reward_mean")]
+    assert [u["difference"] for u in up["units"]] == pytest.approx([0.1, 0.2, 0.3])
+    assert up["p_value"] == pytest.approx(scipy_stats.ttest_1samp([0.1, 0.2, 0.3], 0.0).pvalue)
+    vs_base = found[("up", "base", "sample_reward_mean")]
+    assert [u["difference"] for u in vs_base["units"]] == pytest.approx([0.2, 0.3, 0.4])
+    success = found[("up", "frontier", "sample_success_rate")]  # success frontier at KL 0.5: 0.85
+    assert success["mean"] == pytest.approx(0.05) and success["p_value"] is None
+    # Holm over the 4 reward tests and the ranking's test: the smallest p is multiplied by 5
+    tested = sorted(c["p_value"] for c in summary["comparisons"] if c["p_value"] is not None)
+    assert summary["num_comparisons"] == 5
+    smallest = min(summary["comparisons"], key=lambda c: c["p_value"] if c["p_value"] is not None else 1)
+    assert smallest["p_holm"] == pytest.approx(min(1.0, 5 * min(tested + [summary["verdict"]["p_value"]])))
+    assert found[("flat", "frontier", "sample_reward_mean")]["verdict"] == "on"
+    assert summary["wall_time_split"] == {"training": 27.0, "evaluation": 18.0, "frontier": 6.0}
+
+    text = compare.write_outputs(summary, records, preset, str(tmp_path), 51.0)
+    assert "- **flat**: on (not distinguishable from) the base's frontier" in text
+    assert "- **up**:" in text and "Holm-corrected p =" in text and "minimal detectable effect" in text
+    assert (tmp_path / "frontier.png").stat().st_size > 0
+    assert "training 0.5, evaluation 0.3, frontier 0.1 min" in (tmp_path / "summary.md").read_text()
+
+
+def test_one_unit_gives_no_frontier_verdict():
+    preset = Preset(("up",), ("iris",), (0,), 1, frontier_temperatures=(1.0,))
+    records = [frontier_record("iris", 1.0, 0.0, [0.4, 0.4], 0.8), sampled_cell("up", "iris", 0, 0.9, 0.2)]
+    summary = summarize(records, preset)
+    frontier = [c for c in summary["comparisons"] if c["reference"] == "frontier"][0]
+    assert frontier["p_value"] is None and frontier["verdict"] == "undetermined" and "needs >= 2" in frontier["note"]
+    assert "undetermined against the base's frontier" in compare.frontier_text(summary, preset)
+
+
+def test_eval_settings_are_part_of_every_key():
+    from etpo_agents.evaluation import EvalConfig
+
+    preset = Preset(("base",), ("iris",), (0,), 1, frontier_temperatures=(1.0,))
+    other = dataclasses.replace(preset, evaluation=EvalConfig(num_samples=65))
+    assert compare.cell_key("base", "iris", 0, preset) != compare.cell_key("base", "iris", 0, other)
+    assert compare.frontier_key("iris", 1.0, preset) != compare.frontier_key("iris", 1.0, other)
+    assert compare.frontier_key("iris", 1.0, preset) != compare.frontier_key("iris", 0.5, preset)
+
+
+@pytest.mark.slow
+def test_quick_preset_end_to_end_prints_sampled_metrics_and_frontier_verdicts(tmp_path):
+    """``compare.py --quick`` (2 seeds): the sampled columns, the frontier table and a verdict per learner."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--quick", "--output-dir",
+                             str(tmp_path)], capture_output=True, text=True, timeout=3600, cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "sampled reward" in result.stdout and "temperature frontier" in result.stdout
+    for agent in compare.PRESETS["quick"].agents:
+        if agent != "base":
+            assert f"- **{agent}**:" in result.stdout and "the base's frontier" in result.stdout
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sum(r["kind"] == "frontier" for r in records) == len(compare.PRESETS["quick"].frontier_temperatures)
+    assert (tmp_path / "frontier.png").exists()

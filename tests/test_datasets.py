@@ -100,3 +100,144 @@ def test_openml_dataset_offline_gives_clear_error():
         pytest.skip("cmc is in the local OpenML cache")
     with pytest.raises(DatasetError, match="OpenML"):
         load_dataset("cmc")
+
+
+# -- row-index columns, leaks, names, continuous targets (issue 14) -----------------------------------------------
+
+
+def _sorted_by_target(rows: int = 200, seed: int = 0) -> pd.DataFrame:
+    """A noisy task whose rows are sorted by the label: a row index would predict it."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=rows)
+    frame = pd.DataFrame({"a": x, "b": rng.choice(["u", "v"], rows), "label": (x + rng.normal(size=rows) > 0)})
+    return frame.sort_values("label").reset_index(drop=True)
+
+
+def test_csv_index_columns_are_dropped_with_a_warning_and_kept_on_request(tmp_path):
+    frame = _sorted_by_target()
+    frame.insert(0, "row_id", np.arange(1, len(frame) + 1))  # a 1-based counter (second column of the file)
+    path = tmp_path / "sorted.csv"
+    frame.to_csv(path)  # index=True: pandas reads it back as "Unnamed: 0"
+    with pytest.warns(UserWarning, match=r"dropped the row-index column\(s\) \['Unnamed: 0', 'row_id'\]"):
+        data = load_dataset(str(path), target="label")
+    assert data.feature_names == ("a", "b")
+    kept = load_dataset(str(path), target="label", keep_index_columns=True)
+    assert kept.feature_names == ("Unnamed: 0", "row_id", "a", "b")
+
+
+def test_unnamed_leading_column_is_dropped_even_when_shuffled(tmp_path):
+    """``to_csv()`` of a shuffled frame writes a permuted index: no counter, but still an unnamed leading column."""
+    frame = _sorted_by_target().sample(frac=1.0, random_state=0)
+    path = tmp_path / "shuffled.csv"
+    frame.to_csv(path)
+    with pytest.warns(UserWarning, match="Unnamed: 0"):
+        assert load_dataset(str(path), target="label").feature_names == ("a", "b")
+
+
+def test_dataframe_counter_column_is_dropped_and_env_can_keep_it(executor):
+    import gymnasium as gym
+
+    frame = _sorted_by_target().reset_index()  # "index": 0..N-1
+    with pytest.warns(UserWarning, match=r"\['index'\]"):
+        assert load_dataset(frame, target="label").feature_names == ("a", "b")
+    env = gym.make("ETPO-DataSciText-v0", dataset=frame, target="label", keep_index_columns=True, executor=executor)
+    assert env.unwrapped.task.datasets[0].feature_names == ("index", "a", "b")
+    env.close()
+
+
+def test_single_feature_aucs_against_hand_computed_values_and_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    from etpo_gym.datasets import single_feature_aucs
+
+    y = np.array([0, 0, 1, 1])
+    x = np.array([[1, 4, 1, 1], [2, 3, 3, 1], [3, 2, 2, 1], [4, 1, 4, 1]], dtype=float)
+    # column 2: positives {2, 4} beat negatives {1, 3} in 3 of 4 pairs; column 3: all tied, 0.5
+    np.testing.assert_allclose(single_feature_aucs(x, y), [1.0, 1.0, 0.75, 0.5])
+    rng = np.random.default_rng(0)
+    x, y3 = rng.normal(size=(60, 3)), rng.integers(0, 3, 60)
+    x[:, 1] = np.round(x[:, 1])  # ties
+    expected = [np.mean([max(a, 1 - a) for a in (roc_auc_score(y3 == k, x[:, j]) for k in range(3))]) for j in range(3)]
+    np.testing.assert_allclose(single_feature_aucs(x, y3), expected)
+
+
+def test_leaky_feature_is_named_in_a_warning_and_kept():
+    frame = _sorted_by_target().sample(frac=1.0, random_state=1)
+    frame["score"] = frame["label"].astype(float) * 2 + np.random.default_rng(1).normal(0, 0.1, len(frame))
+    with pytest.warns(UserWarning, match=r"'score' \(AUC 1\.000\) alone separate"):
+        data = load_dataset(frame, target="label")
+    assert "score" in data.feature_names
+
+
+def test_bundled_datasets_raise_no_leak_or_index_warning(recwarn):
+    from etpo_gym.datasets import _load_named
+
+    _load_named.cache_clear()
+    for name in ("pharyngitis", "kidney_stone", "credit_g", "diabetes"):
+        load_dataset(name)
+    assert not [w for w in recwarn if "alone separate" in str(w.message) or "row-index" in str(w.message)]
+
+
+@pytest.mark.parametrize("spelling", ["KidneyStone", "kidney-stone", "KIDNEY_STONE", "Kidney Stone"])
+def test_dataset_names_match_case_insensitively_and_in_env_id_spelling(spelling, executor):
+    import gymnasium as gym
+
+    from etpo_gym.datasets import canonical_name
+
+    assert canonical_name(spelling) == "kidney_stone"
+    assert load_dataset(spelling).name == "kidney_stone"
+    env = gym.make("ETPO-DataSciText-v0", dataset=spelling, executor=executor)
+    assert env.reset(seed=0)[1]["dataset"] == "kidney_stone"
+    env.close()
+
+
+def test_unknown_dataset_name_suggests_close_names():
+    with pytest.raises(DatasetError, match="Did you mean 'pharyngitis'"):
+        load_dataset("pharyngitus")
+    with pytest.raises(DatasetError, match="unknown dataset 'zzz'. Known names"):
+        load_dataset("zzz")
+
+
+@pytest.mark.parametrize("values", ["float", "int"])
+def test_continuous_target_is_rejected_as_regression(values):
+    rng = np.random.default_rng(0)
+    target = rng.normal(100, 20, 300) if values == "float" else rng.integers(0, 5000, 300)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "price": target})
+    distinct = len(np.unique(target))
+    with pytest.raises(
+        DatasetError,
+        match=rf"regression is not supported: target 'price' looks continuous \({distinct} distinct values\)",
+    ):
+        load_dataset(frame, target="price")
+
+
+def test_integer_target_with_many_well_populated_classes_is_classification():
+    frame = pd.DataFrame({"a": np.arange(500) % 7, "y": np.arange(500) % 25})  # 25 classes of 20 rows
+    assert load_dataset(frame, target="y").num_classes == 25
+
+
+def test_target_with_a_named_dataset_is_an_error_unless_its_own():
+    with pytest.raises(DatasetError, match="target='age' was given with the named dataset 'pharyngitis'.*'radt'"):
+        load_dataset("pharyngitis", target="age")
+    assert load_dataset("Pharyngitis", target="radt").name == "pharyngitis"
+    assert load_dataset("iris", description="Flowers.").description == "Flowers."
+
+
+def test_openml_hint_names_the_openml_package(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "openml", None)  # import openml raises ImportError
+    with pytest.raises(
+        DatasetError, match=r'pip install openml` \(in a checkout of etpo-gym: `pip install -e "\.\[openml\]"`'
+    ):
+        load_dataset("cmc")
+
+
+def test_unknown_env_keyword_is_a_short_error_without_the_dataframe():
+    import gymnasium as gym
+
+    frame = _sorted_by_target()
+    with pytest.raises(ValueError, match="unknown argument") as error:
+        gym.make("ETPO-DataSciText-v0", dataset=frame, target="label", max_turn=3)
+    message = str(error.value)
+    assert "did you mean 'max_turns'?" in message and "rows x" not in message and len(message) < 600

@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
+from benchmarks import bench_gpu
 from etpo_agents.config import RunConfig
 from etpo_agents.train import train
-from benchmarks import bench_gpu
 
 pytestmark = pytest.mark.gpu
 

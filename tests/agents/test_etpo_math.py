@@ -208,3 +208,23 @@ def test_polyak_update_is_a_lerp_of_the_head():
     policy.polyak_update(0.25)
     assert torch.allclose(policy.target_q_head.weight, torch.full_like(policy.target_q_head.weight, 2.5))
     assert torch.equal(policy.q_head.weight, torch.ones_like(policy.q_head.weight))
+
+
+def test_polyak_update_covers_every_parameter_the_target_reads():
+    """The dueling target Q̄ reads the advantage head AND the V(x) head: both are averaged, nothing else."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from etpo_agents.policy import Policy
+
+    config = LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2)  # fmt: skip
+    policy = Policy(LlamaForCausalLM(config), None, q_head=True, device="cpu")
+    with torch.no_grad():
+        for param in [*policy.q_head.parameters(), *policy.q_value_head.parameters()]:
+            param.fill_(1.0)
+    policy.polyak_update(0.25)
+    targets = [*policy.target_q_head.parameters(), *policy.target_q_value_head.parameters()]
+    assert len(targets) == 3 and all(torch.allclose(t, torch.full_like(t, 0.25)) for t in targets)
+    hidden, logits = torch.randn(4, 8), torch.randn(4, 16)
+    expected = 0.25 * policy.q_values(hidden, logits)  # every parameter scaled by τ, Q is linear in them
+    torch.testing.assert_close(policy.q_values(hidden, logits, target=True), expected)

@@ -1,0 +1,69 @@
+"""benchmarks/sweep.py: settings draw, summary on hand-made records, and a 1-action resumable smoke run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+
+from benchmarks import sweep
+
+EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "agents", "assets", "etpo-tiny-coder", "config.json")
+
+
+def test_draw_settings_full_grid_or_default_plus_random_sample():
+    axes = {"a": (1, 2), "b": (3, 4, 5)}
+    assert len(sweep.draw_settings(axes, 10, 0, {"a": 1, "b": 3})) == 6
+    drawn = sweep.draw_settings(axes, 3, 0, {"a": 2, "b": 5})
+    assert drawn[0] == {"a": 2, "b": 5} and len(drawn) == 3
+    assert len({json.dumps(s, sort_keys=True) for s in drawn}) == 3
+    assert drawn == sweep.draw_settings(axes, 3, 0, {"a": 2, "b": 5})  # seeded
+    assert sweep.draw_settings({}, 3, 0, {}) == [{}]  # the base: one empty setting
+
+
+def _record(agent, setting, dataset, seed, score):
+    return {"agent": agent, "setting": setting, "dataset": dataset, "seed": seed, "status": "ok",
+            "metrics": {sweep.SCORE: score}}  # fmt: skip
+
+
+def test_summarize_scores_pairs_with_base_and_ranks_complete_settings():
+    records = [
+        _record("base", {}, "d1", None, 0.3),
+        _record("grpo", {"lr": 1}, "d1", 0, 0.3), _record("grpo", {"lr": 1}, "d1", 1, 0.7),
+        _record("grpo", {"lr": 2}, "d1", 0, 0.9),  # higher, but unfinished: never best
+    ]  # fmt: skip
+    summary = sweep.summarize(records)
+    best, unfinished = summary["grpo"]
+    assert best["setting"] == {"lr": 1} and best["score"] == pytest.approx(0.5)
+    assert best["vs_base"] == pytest.approx(0.2)  # (0.3 - 0.3 + 0.7 - 0.3) / 2
+    assert best["vs_base_ci"] == pytest.approx(best["ci"])  # the base is one number per dataset
+    # 95% t CI of (0.3, 0.7): t(0.975, 1) = 12.706, sd = 0.2828, n = 2.
+    assert best["ci"] == pytest.approx(12.706 * 0.28284 / math.sqrt(2), rel=1e-3)
+    assert unfinished["num_cells"] == 1 and math.isnan(unfinished["ci"])
+    assert 'BEST grpo: {"lr": 1}' in sweep.format_summary(summary)
+
+
+def test_cell_key_covers_setting_and_fixed_settings():
+    fixed = {"total_actions": 8}
+    key = sweep.cell_key("grpo", {"lr": 1}, "d1", 0, fixed)
+    assert key == sweep.cell_key("grpo", {"lr": 1}, "d1", 0, dict(fixed))
+    assert key != sweep.cell_key("grpo", {"lr": 2}, "d1", 0, fixed)
+    assert key != sweep.cell_key("grpo", {"lr": 1}, "d1", 0, {"total_actions": 16})
+
+
+def test_sweep_smoke_one_action_resumes(tmp_path, tiny_model_dir, capsys):
+    model = os.path.dirname(EMBEDDED) if os.path.exists(EMBEDDED) else tiny_model_dir
+    output = tmp_path / "sweep.jsonl"
+    argv = ["--agents", "base,rft", "--datasets", "kidney_stone", "--seeds", "0", "--total-actions", "1",
+            "--eval-samples", "1", "--max-turns", "1", "--max-settings", "1", "--model", model,
+            "--output", str(output), "--work-dir", str(tmp_path / "cells")]  # fmt: skip
+    assert sweep.main(argv) == 0
+    records = sweep.load_records(str(output))
+    assert [r["agent"] for r in records] == ["base", "rft"] and all(r["status"] == "ok" for r in records)
+    assert records[1]["setting"] == sweep.default_setting("rft", sweep.GRIDS["rft"])
+    assert set(records[1]["metrics"]) >= {sweep.SCORE, "sample_success_rate", "kl_per_action", "train_reward_mean"}
+    assert records[0]["metrics"]["kl_per_action"] == pytest.approx(0.0, abs=1e-5)  # the base is π_ref
+    assert sweep.main(argv) == 0 and len(sweep.load_records(str(output))) == 2  # resumed: nothing re-run
+    assert "BEST rft" in capsys.readouterr().out
