@@ -53,6 +53,19 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
                              "as features; by default they are dropped with a warning")  # fmt: skip
 
 
+def add_import_argument(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` (repeatable) into ``args.imports``, for :func:`etpo_agents.registry.import_modules`."""
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first, so that the agents it registers (register_agent / register_algorithm) can be "
+        "named; repeatable",
+    )
+
+
 def dataset_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``gym.make`` arguments of :func:`add_dataset_arguments`' options that were given."""
     options = {"target": args.target, "description": args.description, "dataset_name": args.dataset_name,

@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 
 from etpo_agents.config import GRPOConfig
-from etpo_agents.policy import Policy, apply_gradients
+from etpo_agents.policy import Policy, apply_gradients, require_single_process
 from etpo_agents.reinforce import action_returns
-from etpo_agents.rollout import Batch, forward_rows, reference_hidden_states
+from etpo_agents.rollout import Batch, forward_rows, reference_hidden_states, segment_minibatches
 
 __all__ = ["GRPOConfig", "group_advantages", "grpo_loss", "k3_kl", "prompt_groups", "update"]
 
@@ -139,13 +139,6 @@ def grpo_loss(
     return loss, metrics
 
 
-def _split(ids: torch.Tensor, num_minibatches: int, generator: torch.Generator | None) -> list[torch.Tensor]:
-    """Random split of segment ids into at most ``num_minibatches`` non-empty minibatches."""
-    device = generator.device if generator is not None else None
-    order = ids[torch.randperm(len(ids), generator=generator, device=device).cpu()]
-    return [chunk for chunk in torch.tensor_split(order, min(num_minibatches, len(ids))) if len(chunk)]
-
-
 def update(
     policy: Policy,
     batch: Batch,
@@ -159,11 +152,7 @@ def update(
 ) -> dict[str, float]:
     """GRPO on one rollout: group advantages once, then ``num_epochs`` × ``num_minibatches`` clipped steps over the
     actions that have a group (size ≥ 2). No step when no prompt was sampled twice (losses are then NaN)."""
-    if policy.accelerator is not None and policy.accelerator.num_processes > 1:
-        # Ranks would take different numbers of steps (their own groups / kept actions) and wait in the reduction.
-        raise ValueError(
-            "GRPO runs in one process only; launch it without `accelerate launch` (docs/agents_grpo_rft.md)"
-        )
+    require_single_process(policy, "GRPO")  # ranks would take different numbers of steps (own groups)
     temperature = temperature if temperature > 0 else 1.0
     n = batch.num_actions
     scores = action_returns(batch.rewards, batch.next_segment, batch.terminated, config.gamma)[:n]
@@ -180,7 +169,7 @@ def update(
     ref_hidden = reference_hidden_states(policy, batch) if config.kl_coef > 0 else None  # (R, H), once per update
     history: list[dict[str, float]] = []
     for _ in range(config.num_epochs):
-        for segment_ids in _split(grouped, config.num_minibatches, generator):
+        for segment_ids in segment_minibatches(batch, config.num_minibatches, generator, grouped):
             rows, hidden, _ = forward_rows(policy, batch, segment_ids, with_ref=False)
             tokens = batch.row_tokens[rows, None]
             logprobs = F.log_softmax(policy.logits(hidden) / temperature, -1).gather(-1, tokens).squeeze(-1)

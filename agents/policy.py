@@ -540,6 +540,21 @@ def _zero_head(hidden: int, out: int, rank: int | None, bias: bool = True) -> nn
     return head
 
 
+def require_single_process(policy: Policy, name: str) -> None:
+    """Refuse a multi-process job for an update whose ranks would take different numbers of optimiser steps.
+
+    GRPO and RFT train on a data-dependent subset of each rank's actions (its own groups / kept actions), so ranks
+    would step different numbers of times and wait forever in the gradient reduction.
+
+    Raises:
+        ValueError: ``policy`` runs under ``accelerate launch`` with more than one process.
+    """
+    if policy.accelerator is not None and policy.accelerator.num_processes > 1:
+        raise ValueError(
+            f"{name} runs in one process only; launch it without `accelerate launch` (docs/agents_grpo_rft.md)"
+        )
+
+
 def apply_gradients(
     loss: torch.Tensor,
     policy: Policy,

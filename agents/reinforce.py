@@ -18,7 +18,14 @@ import torch.nn.functional as F
 
 from etpo_agents.config import ReinforceConfig
 from etpo_agents.policy import Policy, apply_gradients
-from etpo_agents.rollout import Batch, forward_rows, masked_mean, reference_hidden_states, segment_minibatches
+from etpo_agents.rollout import (
+    Batch,
+    exact_ref_kl,
+    forward_rows,
+    masked_mean,
+    reference_hidden_states,
+    segment_minibatches,
+)
 
 __all__ = ["ReinforceConfig", "action_returns", "baselines", "reinforce_loss", "update"]
 
@@ -73,8 +80,7 @@ def reinforce_loss(
     with torch.no_grad():
         metrics["entropy"] = float(masked_mean(-(logprobs.exp() * logprobs).sum(-1), mask))
     if ref_logits is not None:
-        ref_logprobs = F.log_softmax(ref_logits / temperature, -1)
-        kl = masked_mean((logprobs.exp() * (logprobs - ref_logprobs)).sum(-1), mask)
+        kl = exact_ref_kl(logprobs, ref_logits, temperature, mask)
         loss = loss + kl_coef * kl
         metrics["kl_ref"] = float(kl.detach())
     return loss, metrics

@@ -27,11 +27,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from etpo_agents.config import RFTConfig
-from etpo_agents.policy import Policy, apply_gradients
-from etpo_agents.rollout import Batch, forward_rows, masked_mean, reference_hidden_states
+from etpo_agents.policy import Policy, apply_gradients, require_single_process
+from etpo_agents.reinforce import reinforce_loss
+from etpo_agents.rollout import Batch, forward_rows, reference_hidden_states, segment_minibatches
 
 __all__ = ["RFTConfig", "rft_loss", "select_best", "update"]
 
@@ -63,25 +63,13 @@ def rft_loss(
     temperature: float,
     kl_coef: float,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """−mean log π_T(token) [+ kl_coef·mean KL(π_T‖π_ref,T)]; logits (R, V), tokens and mask (R,)."""
-    logprobs = F.log_softmax(logits / temperature, -1)  # (R, V)
-    nll = masked_mean(-logprobs.gather(-1, tokens[:, None]).squeeze(-1), mask)
-    loss, metrics = nll, {"policy_loss": float(nll.detach())}
-    with torch.no_grad():
-        metrics["entropy"] = float(masked_mean(-(logprobs.exp() * logprobs).sum(-1), mask))
-    if ref_logits is not None:
-        ref_logprobs = F.log_softmax(ref_logits / temperature, -1)
-        kl = masked_mean((logprobs.exp() * (logprobs - ref_logprobs)).sum(-1), mask)
-        loss = loss + kl_coef * kl
-        metrics["kl_ref"] = float(kl.detach())
-    return loss, metrics
+    """−mean log π_T(token) [+ kl_coef·mean KL(π_T‖π_ref,T)]; logits (R, V), tokens and mask (R,).
 
-
-def _split(ids: torch.Tensor, num_minibatches: int, generator: torch.Generator | None) -> list[torch.Tensor]:
-    """Random split of segment ids into at most ``num_minibatches`` non-empty minibatches."""
-    device = generator.device if generator is not None else None
-    order = ids[torch.randperm(len(ids), generator=generator, device=device).cpu()]
-    return [chunk for chunk in torch.tensor_split(order, min(num_minibatches, len(ids))) if len(chunk)]
+    The cross-entropy is REINFORCE's loss with every advantage 1, so :func:`~etpo_agents.reinforce.reinforce_loss`
+    computes it (metrics ``policy_loss``, ``entropy`` and, with ``ref_logits``, ``kl_ref``).
+    """
+    ones = torch.ones(mask.shape, dtype=logits.dtype, device=logits.device)  # (R,)
+    return reinforce_loss(logits, ref_logits, tokens, ones, mask, temperature, kl_coef)
 
 
 def update(
@@ -96,11 +84,7 @@ def update(
     state: dict | None = None,
 ) -> dict[str, float]:
     """Cross-entropy on the rollout's kept actions; no step (losses NaN) when no action succeeded."""
-    if policy.accelerator is not None and policy.accelerator.num_processes > 1:
-        # Ranks would take different numbers of steps (their own groups / kept actions) and wait in the reduction.
-        raise ValueError(
-            "RFT runs in one process only; launch it without `accelerate launch` (docs/agents_grpo_rft.md)"
-        )
+    require_single_process(policy, "RFT")  # ranks would take different numbers of steps (own kept actions)
     temperature = temperature if temperature > 0 else 1.0
     n = batch.num_actions
     kept = select_best(batch.rewards[:n], batch.success[:n], config.keep_fraction).cpu()
@@ -115,7 +99,7 @@ def update(
     ref_hidden = reference_hidden_states(policy, batch) if config.kl_coef > 0 else None  # (R, H), once per update
     history: list[dict[str, float]] = []
     for _ in range(config.num_epochs):
-        for segment_ids in _split(kept, config.num_minibatches, generator):
+        for segment_ids in segment_minibatches(batch, config.num_minibatches, generator, kept):
             rows, hidden, _ = forward_rows(policy, batch, segment_ids, with_ref=False)
             ref_logits = policy.ref_logits_from_hidden(ref_hidden[rows]) if ref_hidden is not None else None
             loss, metrics = rft_loss(

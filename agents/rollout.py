@@ -39,6 +39,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from etpo_agents.policy import Policy
 
@@ -436,16 +437,31 @@ def _to_batch(segments: list[_Segment], index: dict[int, int], pad_id: int, num_
 
 
 def segment_minibatches(
-    batch: Batch, num_minibatches: int, generator: torch.Generator | None = None
+    batch: Batch,
+    num_minibatches: int,
+    generator: torch.Generator | None = None,
+    segment_ids: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
-    """Random split of the completed actions (segments ``0..num_actions-1``) into minibatches of segment ids.
+    """Random split of segment ids into at most ``num_minibatches`` non-empty minibatches.
 
     Splitting by action keeps an action's tokens together (one forward pass each); bootstrap segments only feed
     targets and are never in a minibatch.
+
+    Args:
+        batch: the rollout batch.
+        num_minibatches: the number of minibatches (fewer when there are fewer segments).
+        generator: draws the order; the collector's generator lives on the policy's device.
+        segment_ids: (n,) int64 CPU ids to split, e.g. the actions GRPO or RFT train on; default every completed
+            action (segments ``0..num_actions-1``).
+
+    Returns:
+        (n_mb,) int64 CPU tensors of segment ids that together hold every id once.
     """
-    device = generator.device if generator is not None else None  # the collector's generator is on the policy's
-    order = torch.randperm(batch.num_actions, generator=generator, device=device).cpu()
-    return [chunk for chunk in torch.tensor_split(order, min(num_minibatches, batch.num_actions)) if len(chunk)]
+    if segment_ids is None:
+        segment_ids = torch.arange(batch.num_actions)
+    device = generator.device if generator is not None else None
+    order = segment_ids[torch.randperm(len(segment_ids), generator=generator, device=device).cpu()]
+    return [chunk for chunk in torch.tensor_split(order, min(num_minibatches, len(segment_ids))) if len(chunk)]
 
 
 def segment_rows(
@@ -510,3 +526,21 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` where ``mask`` is True (0 when the mask is empty)."""
     mask = mask.to(values.dtype)
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def exact_ref_kl(
+    logprobs: torch.Tensor, ref_logits: torch.Tensor, temperature: float, mask: torch.Tensor
+) -> torch.Tensor:
+    """Masked mean over rows of the exact KL(π_T‖π_ref,T) = Σ_w π_T(w)·(log π_T(w) − log π_ref,T(w)).
+
+    Args:
+        logprobs: (R, V) log π_T of every vocabulary token (with grad).
+        ref_logits: (R, V) untempered π_ref logits; π_ref,T = softmax(ref_logits / T).
+        temperature: T, the temperature ``logprobs`` were made with.
+        mask: (R,) bool rows to average over.
+
+    Returns:
+        The scalar KL (with grad), in nats per row.
+    """
+    ref_logprobs = F.log_softmax(ref_logits / temperature, -1)  # (R, V)
+    return masked_mean((logprobs.exp() * (logprobs - ref_logprobs)).sum(-1), mask)

@@ -544,14 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=RunConfig.algo,
         help=f"agent: one of {sorted([*ALGORITHMS, *SB3_ALGORITHMS])}, or one registered by --import",
     )
-    parser.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE first (its register_algorithm calls); repeatable",
-    )
+    cli.add_import_argument(parser)
     parser.add_argument("--env", dest="env_id", default=RunConfig.env_id, help="Gymnasium id of a token-level env")
     parser.add_argument(
         "--dataset",

@@ -13,9 +13,9 @@ the official code stores the policy's, the reference's and the critic's per-toke
 buffers) of the objects :class:`etpo_agents.policy.Policy` actually builds for ETPO (``q_head=True``):
 
 * LoRA (``use_lora=True``): one base model with LoRA adapters; π_ref = the same base with adapters disabled (no
-  copy); soft-Q head and its Polyak target head (hidden x vocab linear maps, float32);
+  copy); the dueling soft-Q heads (advantage: hidden x vocab, value: hidden x 1; float32) and their Polyak targets;
 * full fine-tuning (``use_lora=False``, the default for the embedded model): the model, a frozen deep copy of it
-  as π_ref, and the two heads;
+  as π_ref, and the four heads;
 
 vs the official code: four full model copies (policy, reference, critic, target critic; its critic is an LM whose
 logits are Q). Sizes: the embedded model (or a random Llama of its size when it is not installed), a random
@@ -84,7 +84,8 @@ def buffer_report(action_len: int, num_actions: int, vocab: int) -> tuple[list[l
 
 def policy_breakdown(policy: Any) -> dict[str, int]:
     """Bytes of each part of an ETPO :class:`~etpo_agents.policy.Policy`."""
-    heads = tensor_bytes(policy.q_head) + tensor_bytes(policy.target_q_head)
+    q_heads = (policy.q_head, policy.q_value_head, policy.target_q_head, policy.target_q_value_head)
+    heads = sum(tensor_bytes(head) for head in q_heads if head is not None)  # V heads: None when "linear"
     reference = tensor_bytes(policy.ref_model) if policy.ref_model is not None else 0
     adapters = sum(t.numel() * t.element_size() for n, t in policy.model.named_parameters() if "lora_" in n)
     return {
@@ -92,7 +93,7 @@ def policy_breakdown(policy: Any) -> dict[str, int]:
         "model (+ adapters)": tensor_bytes(policy.model),
         "adapters": adapters,
         "reference copy": reference,
-        "q + target heads": heads,
+        "soft-Q heads + targets": heads,
         "adam": 2 * 4 * sum(p.numel() for p in policy.parameters() if p.requires_grad),
     }
 
@@ -119,7 +120,7 @@ def model_rows(name: str, model: Any, tokenizer: Any, device: str) -> list[list[
         parts = policy_breakdown(policy)
         rows.append([
             "", mode, _mib(parts["total"]), _mib(parts["model (+ adapters)"]), _mib(parts["adapters"]),
-            _mib(parts["reference copy"]), _mib(parts["q + target heads"]), _mib(parts["adam"]),
+            _mib(parts["reference copy"]), _mib(parts["soft-Q heads + targets"]), _mib(parts["adam"]),
             f"**{official / parts['total']:.2f}x**",
             f"{(official + official_adam) / (parts['total'] + parts['adam']):.2f}x",
         ])  # fmt: skip
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> str:
                 "model (+ LoRA)",
                 "LoRA adapters",
                 "reference copy",
-                "Q + target Q heads",
+                "soft-Q (A + V) + target heads",
                 "Adam state",
                 "official / ours",
                 "official / ours incl. Adam",

@@ -39,9 +39,9 @@ A failed greedy action (the code did not return a working model) counts as AUC 0
 chance level: what a constant predictor scores) in the greedy columns, so failing never helps there; the sampled
 metrics count a failure as reward -1 (the env's) and in the success rate.
 
-Agents are looked up in ``etpo_agents.registry`` (``etpo``, ``etpo-official-loss``, ``etpo-td-lambda``, ``ppo``,
-``reinforce``, ``base``, ``sb3-ppo``, ``sb3-a2c``, names registered by a module given to ``--import``, or
-``module:function``).
+Agents are looked up in ``etpo_agents.registry`` (``etpo``, ``etpo-one-step``, ``etpo-official-loss``,
+``etpo-td-lambda``, ``ppo``, ``reinforce``, ``grpo``, ``dr-grpo``, ``rft``, ``grpo-placebo``, ``base``, ``sb3-ppo``,
+``sb3-a2c``, ``trl-grpo``, names registered by a module given to ``--import``, or ``module:function``).
 """
 
 from __future__ import annotations
@@ -855,14 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="policy for every agent: 'etpo-tiny-coder', a local folder or a cached hub id (default: etpo-tiny-coder)",
     )
-    parser.add_argument(
-        "--import",
-        dest="imports",
-        action="append",
-        default=[],
-        metavar="MODULE",
-        help="import MODULE first, so that the agents it registers can be named (repeatable)",
-    )
+    cli.add_import_argument(parser)
     return parser
 
 

@@ -31,13 +31,14 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import math
 import os
 import random
-import subprocess
 import sys
 import time
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script: the checkout
+from benchmarks.compare import git_commit, load_finished, mean_ci  # noqa: E402
 
 DEV_DATASETS = ("pharyngitis", "kidney_stone")
 """Datasets the defaults are tuned on; the report preset (credit_g, diabetes) is never swept."""
@@ -66,16 +67,6 @@ SCORE = "sample_reward_mean"
 
 SECONDS_PER_ACTION = 3.5
 """Measured on the 2-core CPU with the embedded model (kidney_stone, ~70 tokens per action): for the estimate."""
-
-
-def git_commit() -> str:
-    """Short commit of the checkout, or ``unknown``."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=os.path.dirname(os.path.abspath(__file__)))  # fmt: skip
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def default_setting(agent: str, axes: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
@@ -110,28 +101,6 @@ def cell_key(agent: str, setting: dict[str, Any], dataset: str, seed: int | None
     return f"{agent}-{dataset}-seed{seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
 
 
-def load_records(path: str) -> list[dict[str, Any]]:
-    """The JSON lines of ``path`` (none if it does not exist)."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and 95% Student-t half-width (NaN for fewer than 2 values)."""
-    n = len(values)
-    if n == 0:
-        return float("nan"), float("nan")
-    mean = sum(values) / n
-    if n < 2:
-        return mean, float("nan")
-    from scipy import stats
-
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-
-
 def summarize(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Per agent, every setting's score, best first: mean ``SCORE`` over its cells, 95% CI, and the mean
     difference to ``base`` (one record per dataset) over the cells whose dataset it has.
@@ -146,8 +115,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for (agent, setting), cells in by_setting.items():
         scores = [c["metrics"][SCORE] for c in cells]
         diffs = [c["metrics"][SCORE] - base[c["dataset"]] for c in cells if c["dataset"] in base]
-        mean, half = _mean_ci(scores)
-        diff, diff_half = _mean_ci(diffs)
+        mean, half, _ = mean_ci(scores)
+        diff, diff_half, _ = mean_ci(diffs)
         row = {"setting": json.loads(setting), "score": mean, "ci": half, "vs_base": diff, "vs_base_ci": diff_half}
         out.setdefault(agent, []).append({**row, "num_cells": len(cells)})
     for rows in out.values():
@@ -264,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = run_sweep(args, pairs)
         if failed:
             print(f"{failed} cells failed (see {args.output})", file=sys.stderr)
-    print(format_summary(summarize([r for r in load_records(args.output) if r["status"] == "ok"])))
+    print(format_summary(summarize(list(load_finished(args.output).values()))))
     return 1 if failed else 0
 
 
@@ -274,7 +243,7 @@ def run_sweep(args: argparse.Namespace, pairs: list[tuple[str, dict[str, Any]]])
 
     fixed = {"total_actions": args.total_actions, "eval_samples": args.eval_samples, "model": args.model,
              "episode_samples": args.episode_samples, "max_turns": args.max_turns}  # fmt: skip
-    done = {r["key"] for r in load_records(args.output) if r["status"] == "ok"}
+    done = set(load_finished(args.output))
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     failed = 0
     with CodeExecutor() as executor:  # one cache for all cells: repeated bodies are cache hits

@@ -72,6 +72,19 @@ def test_bench_memory_smoke():
     assert "meta device" in report
 
 
+def test_bench_memory_counts_the_dueling_value_heads():
+    import torch
+
+    from etpo_agents.policy import Policy
+
+    model, tokenizer, _ = bench_memory.load_model("tiny")
+    policy = Policy(model, tokenizer, q_head=True, use_lora=False, device="cpu")
+    heads = (policy.q_head, policy.target_q_head, policy.q_value_head, policy.target_q_value_head)
+    assert all(isinstance(head, torch.nn.Module) for head in heads)  # the default dueling head has V heads
+    expected = sum(p.numel() * p.element_size() for head in heads for p in head.parameters())
+    assert bench_memory.policy_breakdown(policy)["soft-Q heads + targets"] == expected
+
+
 def test_bench_distributed_smoke():
     """Two CPU ranks: FSDP holds half of DDP's training state per rank (measured from the tensors each rank holds);
     while sampling it adds π's gathered parameters (not the π_ref copy's layers) to its shards."""

@@ -60,10 +60,10 @@ def test_sweep_smoke_one_action_resumes(tmp_path, tiny_model_dir, capsys):
             "--eval-samples", "1", "--max-turns", "1", "--max-settings", "1", "--model", model,
             "--output", str(output), "--work-dir", str(tmp_path / "cells")]  # fmt: skip
     assert sweep.main(argv) == 0
-    records = sweep.load_records(str(output))
+    records = [json.loads(line) for line in output.read_text().splitlines()]
     assert [r["agent"] for r in records] == ["base", "rft"] and all(r["status"] == "ok" for r in records)
     assert records[1]["setting"] == sweep.default_setting("rft", sweep.GRIDS["rft"])
     assert set(records[1]["metrics"]) >= {sweep.SCORE, "sample_success_rate", "kl_per_action", "train_reward_mean"}
     assert records[0]["metrics"]["kl_per_action"] == pytest.approx(0.0, abs=1e-5)  # the base is π_ref
-    assert sweep.main(argv) == 0 and len(sweep.load_records(str(output))) == 2  # resumed: nothing re-run
+    assert sweep.main(argv) == 0 and len(output.read_text().splitlines()) == 2  # resumed: nothing re-run
     assert "BEST rft" in capsys.readouterr().out

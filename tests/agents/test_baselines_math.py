@@ -1,12 +1,17 @@
-"""PPO's GAE and KL-penalised rewards, REINFORCE's returns and baselines, against hand-computed values."""
+"""PPO's GAE and KL-penalised rewards, REINFORCE's returns and baselines, the shared exact KL to π_ref (REINFORCE,
+RFT) and minibatch split, against hand-computed values."""
 
 from __future__ import annotations
+
+import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from etpo_agents.ppo import gae, kl_penalized_rewards
 from etpo_agents.reinforce import action_returns, baselines
+from etpo_agents.rollout import exact_ref_kl, segment_minibatches
 
 
 def test_gae_hand_computed_two_actions():
@@ -79,3 +84,24 @@ def test_leave_one_out_baseline():
     assert baselines(torch.tensor([3.0]), "loo").tolist() == [0.0]
     assert baselines(returns, "running", running_mean=0.7).tolist() == pytest.approx([0.7] * 3)
     assert baselines(returns, "none").tolist() == [0.0] * 3
+
+
+def test_exact_ref_kl_tempers_the_reference_and_averages_masked_rows():
+    logprobs = torch.tensor([[0.75, 0.25], [0.5, 0.5]]).log()  # π_T of two rows
+    ref_logits = torch.tensor([[0.0, 2 * math.log(3)], [0.0, 0.0]])  # at T = 2: π_ref,T = (1/4, 3/4), (1/2, 1/2)
+    # Row 0: 0.75·ln(0.75/0.25) + 0.25·ln(0.25/0.75) = 0.5·ln 3; row 1: 0.
+    both = exact_ref_kl(logprobs, ref_logits, 2.0, torch.tensor([True, True]))
+    assert float(both) == pytest.approx(0.25 * math.log(3), abs=1e-6)
+    first = exact_ref_kl(logprobs, ref_logits, 2.0, torch.tensor([True, False]))
+    assert float(first) == pytest.approx(0.5 * math.log(3), abs=1e-6)
+
+
+def test_segment_minibatches_splits_given_ids_or_every_action():
+    batch = SimpleNamespace(num_actions=5)
+    ids = torch.tensor([1, 3, 4, 7])
+    chunks = segment_minibatches(batch, 3, torch.Generator().manual_seed(0), ids)
+    assert len(chunks) == 3 and all(len(c) for c in chunks)
+    assert sorted(torch.cat(chunks).tolist()) == [1, 3, 4, 7]
+    assert len(segment_minibatches(batch, 8, None, ids)) == 4  # never an empty minibatch
+    every = segment_minibatches(batch, 2, torch.Generator().manual_seed(0))
+    assert torch.cat(every).tolist() == torch.randperm(5, generator=torch.Generator().manual_seed(0)).tolist()

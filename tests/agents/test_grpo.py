@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 
 import pytest
 import torch
 
 from etpo_agents.config import GRPOConfig, RunConfig
 from etpo_agents.grpo import group_advantages, grpo_loss, k3_kl, prompt_groups
-from etpo_agents.policy import load_policy
 from etpo_agents.train import train
-
-EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "..", "agents", "assets", "etpo-tiny-coder", "config.json")
 
 
 def test_group_advantages_hand_computed():
@@ -95,12 +91,7 @@ def test_config_rejects_unknown_loss_type():
         GRPOConfig(loss_type="mean")
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir) -> str:
-    return os.path.dirname(EMBEDDED) if os.path.exists(EMBEDDED) else tiny_model_dir
-
-
-def test_short_grpo_run_groups_first_turns_and_changes_parameters(model_dir, executor, tmp_path):
+def test_short_grpo_run_groups_first_turns_and_changes_parameters(model_dir, model_changed, executor, tmp_path):
     # Whole actions (no token cap) so that some code runs: a group whose rewards all tie has no gradient.
     run = RunConfig(algo="grpo", model=model_dir, dataset="kidney_stone", total_steps=4, actions_per_rollout=4,
                     max_turns=2, output_dir=str(tmp_path), progress_bar=False, greedy_eval=False,
@@ -112,9 +103,7 @@ def test_short_grpo_run_groups_first_turns_and_changes_parameters(model_dir, exe
     # One sub-env: every reset shows the same first-turn prompt, so the first turns of a rollout form a group.
     assert float(rows[0]["grouped_fraction"]) > 0
     assert all(math.isfinite(float(row["policy_loss"])) for row in rows)
-    initial, _ = load_policy(model_dir)
-    trained = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)["policy"]
-    assert any(not torch.equal(v, trained[f"model.{k}"]) for k, v in initial.state_dict().items())
+    assert model_changed(str(tmp_path))
 
 
 def test_prompt_groups_follow_prompt_tokens():

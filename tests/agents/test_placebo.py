@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 
 import pytest
 import torch
@@ -15,7 +14,6 @@ from etpo_agents.placebo import placebo_batch, placebo_order
 from etpo_agents.rollout import Batch, RolloutCollector
 from etpo_agents.train import build_optimizer, build_policy, make_envs, train
 
-EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "..", "agents", "assets", "etpo-tiny-coder", "config.json")
 OUTCOMES = ("rewards", "success", "aucs", "test_aucs")
 
 
@@ -79,11 +77,6 @@ def test_placebo_order_sorts_by_reward_then_aucs():
     aucs = torch.tensor([0.5, float("nan"), 0.5])
     test_aucs = torch.tensor([0.9, float("nan"), 0.7])
     assert placebo_order(rewards, aucs, test_aucs).tolist() == [1, 2, 0]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir) -> str:
-    return os.path.dirname(EMBEDDED) if os.path.exists(EMBEDDED) else tiny_model_dir
 
 
 def _update(policy, batch: Batch) -> dict[str, torch.Tensor]:

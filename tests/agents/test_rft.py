@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 
 import pytest
 import torch
 
 from etpo_agents.config import RFTConfig, RunConfig
-from etpo_agents.policy import load_policy
 from etpo_agents.rft import rft_loss, select_best
 from etpo_agents.train import train
-
-EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "..", "agents", "assets", "etpo-tiny-coder", "config.json")
 
 REWARDS = torch.tensor([0.70, -1.0, 0.90, 0.60, -1.0, 0.80, 0.75])
 SUCCESS = torch.tensor([True, False, True, True, False, True, True])
@@ -56,12 +52,7 @@ def test_config_validates_keep_fraction():
         RFTConfig(keep_fraction=0.0)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_model_dir) -> str:
-    return os.path.dirname(EMBEDDED) if os.path.exists(EMBEDDED) else tiny_model_dir
-
-
-def test_short_rft_run_fine_tunes_on_kept_actions(model_dir, executor, tmp_path):
+def test_short_rft_run_fine_tunes_on_kept_actions(model_dir, model_changed, executor, tmp_path):
     run = RunConfig(algo="rft", model=model_dir, dataset="kidney_stone", total_steps=4, actions_per_rollout=4,
                     max_turns=2, output_dir=str(tmp_path), progress_bar=False, greedy_eval=False,
                     env_kwargs={"executor": executor})  # fmt: skip
@@ -70,9 +61,7 @@ def test_short_rft_run_fine_tunes_on_kept_actions(model_dir, executor, tmp_path)
         row = next(csv.DictReader(f))
     assert 0 < float(row["kept_fraction"]) <= float(row["success_rate"])
     assert math.isfinite(float(row["policy_loss"])) and float(row["policy_loss"]) > 0
-    initial, _ = load_policy(model_dir)
-    trained = torch.load(tmp_path / "checkpoint.pt", map_location="cpu", weights_only=False)["policy"]
-    assert any(not torch.equal(v, trained[f"model.{k}"]) for k, v in initial.state_dict().items())
+    assert model_changed(str(tmp_path))
 
 
 def test_several_processes_are_refused():
