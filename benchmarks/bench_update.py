@@ -7,8 +7,8 @@ One realistic :class:`etpo_agents.rollout.Batch` (the env's real prompt, ``--num
 tokens, packed by the collector's own code) is built once; ETPO (``etpo_agents.etpo.update``) and PPO
 (``etpo_agents.ppo.update``) each get a :class:`etpo_agents.policy.Policy` over an identical copy of the model
 (ETPO: soft-Q head + Polyak target head; PPO: value head) and the same Adam set-up as ``etpo_agents.train``.
-Their updates are run alternately (ETPO, PPO, ETPO, ...) so machine-load drift hits both alike, after one warm-up update each. Two
-settings are timed:
+Their updates are run alternately (ETPO, PPO, ETPO, ...) so machine-load drift hits both alike, after one warm-up
+update each. Two settings are timed:
 
 * ``matched``: the same ``--epochs`` x ``--minibatches`` for both (default 2 x 2);
 * ``defaults``: each algorithm's config defaults (ETPO 2 x 2, PPO 4 x 2).
