@@ -469,9 +469,9 @@ def _preprocess(
         warnings.warn(
             f"dataset {name!r}: dropped the row-index column(s) {[str(c) for c in indices]} (an unnamed leading "
             "column or a row counter is no feature, and in a file sorted by its target it leaks the label); pass "
-            "keep_index_columns=True to keep them",
+            "keep_index_columns=True (--keep-index-columns on the command line) to keep them",
             UserWarning,
-            stacklevel=4,
+            stacklevel=2,  # one fixed location: Python shows the same warning once, however often the data is loaded
         )
         if frame.shape[1] - len(indices) < 2:
             raise DatasetError(
@@ -522,7 +522,7 @@ def _warn_leaks(x: np.ndarray, y: np.ndarray, columns: Sequence, name: str) -> N
             f"dataset {name!r}: feature(s) {', '.join(leaks)} alone separate the classes almost perfectly; check "
             "that they are not the target (or computed from it) under another name. They are kept.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=3,  # a fixed location in this module: shown once however often the data is loaded
         )
 
 
