@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 import pytest
 
 
@@ -78,3 +81,28 @@ def run_action(env, body: str):
         if result[4].get("action_done"):
             return result
     raise AssertionError("the action did not end at EOS")
+
+
+EMBEDDED_MODEL_DIR = os.path.join(os.path.dirname(__file__), "..", "agents", "assets", "etpo-tiny-coder")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dir) -> str:
+    """The embedded model when installed, else the tiny random Llama over the env's packaged tokenizer."""
+    return EMBEDDED_MODEL_DIR if os.path.exists(os.path.join(EMBEDDED_MODEL_DIR, "config.json")) else tiny_model_dir
+
+
+@pytest.fixture(scope="module")
+def model_changed(model_dir) -> Callable[[str], bool]:
+    """``changed(output_dir)``: whether the run's ``checkpoint.pt`` holds LM weights other than ``model_dir``'s."""
+    import torch
+
+    from etpo_agents.policy import load_policy
+
+    def changed(output_dir: str) -> bool:
+        initial, _ = load_policy(model_dir)
+        path = os.path.join(output_dir, "checkpoint.pt")
+        trained = torch.load(path, map_location="cpu", weights_only=False)["policy"]
+        return any(not torch.equal(v, trained[f"model.{k}"]) for k, v in initial.state_dict().items())
+
+    return changed
