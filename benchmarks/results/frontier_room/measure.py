@@ -11,7 +11,6 @@ import sys
 
 import torch
 
-import etpo_gym
 from etpo_agents.evaluation import EvalConfig, evaluate_policy
 from etpo_agents.policy import Policy, load_policy
 
@@ -19,17 +18,28 @@ torch.set_num_threads(1)
 model, tokenizer = load_policy("etpo-tiny-coder")
 policy = Policy(model, tokenizer)
 rows = {}
-for dataset in ("pharyngitis", "kidney_stone", "health_insurance", "spaceship_titanic", "credit_g", "diabetes",
-                "breast_w"):
+for dataset in (
+    "pharyngitis",
+    "kidney_stone",
+    "health_insurance",
+    "spaceship_titanic",
+    "credit_g",
+    "diabetes",
+    "breast_w",
+):
     row = {}
     for temperature, k in ((1.0, 32), (0.25, 8)):
         config = EvalConfig(num_samples=k, episode_samples=0, greedy=False)
         result = evaluate_policy(policy, [dataset], config, temperature=temperature)
         samples = result["sampled"][dataset]["samples"]
         rewards = [s["reward"] for s in samples]
-        row[f"T{temperature:g}"] = {"reward_mean": sum(rewards) / len(rewards), "best_reward": max(rewards),
-                                   "success": sum(s["success"] for s in samples) / len(samples),
-                                   "kl_per_action": result["sampled"][dataset]["kl_per_action"], "k": k}
+        row[f"T{temperature:g}"] = {
+            "reward_mean": sum(rewards) / len(rewards),
+            "best_reward": max(rewards),
+            "success": sum(s["success"] for s in samples) / len(samples),
+            "kl_per_action": result["sampled"][dataset]["kl_per_action"],
+            "k": k,
+        }
     row["room"] = row["T1"]["best_reward"] - row["T0.25"]["reward_mean"]
     rows[dataset] = row
     print(dataset, json.dumps(row), file=sys.stderr, flush=True)
