@@ -7,7 +7,7 @@ from gymnasium.envs.registration import register
 
 from etpo_gym.datasets import BUNDLED_DATASETS, list_datasets, load_dataset
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["list_datasets", "load_dataset", "BUNDLED_DATASETS", "__version__"]
 
 register(id="ETPO-DataSci-v0", entry_point="etpo_gym.env:DataSciTokenEnv")
