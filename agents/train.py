@@ -88,9 +88,20 @@ def default_algo_config(algo: str) -> Any:
     return spec.config_cls(**dict(spec.defaults))
 
 
+DEPRECATED_ALGORITHMS = {"etpo-td-lambda": "etpo"}
+"""Old names still accepted until etpo-gym 0.3, with a FutureWarning naming the new one (same settings)."""
+
+
 def _spec(algo: str) -> AgentSpec:
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown algo {algo!r}; choose one of {sorted(ALGORITHMS)} or register_algorithm() it")
+    if algo in DEPRECATED_ALGORITHMS:
+        warnings.warn(
+            f"agent {algo!r} is deprecated and will be removed in etpo-gym 0.3: use {DEPRECATED_ALGORITHMS[algo]!r}, "
+            "whose default is now soft TD(λ = 0.95)",
+            FutureWarning,
+            stacklevel=3,
+        )
     return ALGORITHMS[algo]
 
 

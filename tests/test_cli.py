@@ -159,3 +159,11 @@ def test_train_cli_trains_an_sb3_agent(tmp_path):
                 "--algo-arg", "n_steps=8", "--algo-arg", "batch_size=8", "--output-dir", str(output_dir)])  # fmt: skip
     final = json.loads((output_dir / "final_metrics.json").read_text())
     assert final["algo"] == "sb3-ppo" and final["num_actions"] == 2 and (output_dir / "model.zip").exists()
+
+
+def test_deprecated_agent_name_warns_and_keeps_the_default_settings():
+    from etpo_agents.train import default_algo_config
+
+    with pytest.warns(FutureWarning, match="use 'etpo'"):
+        old = default_algo_config("etpo-td-lambda")
+    assert old == default_algo_config("etpo")

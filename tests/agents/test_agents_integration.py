@@ -69,7 +69,7 @@ def _trainable(path: str) -> dict[str, torch.Tensor]:
     return torch.load(os.path.join(path, "checkpoint.pt"), map_location="cpu", weights_only=False)["policy"]
 
 
-@pytest.mark.parametrize("algo", ["etpo", "etpo-td-lambda", "ppo", "reinforce", "base"])
+@pytest.mark.parametrize("algo", ["etpo", "etpo-one-step", "ppo", "reinforce", "base"])
 def test_short_training_run(algo, model_dir, model_changed, executor, tmp_path):
     final = train(_run(model_dir, executor, tmp_path, algo=algo))
     assert final["num_actions"] >= 2 and final["num_tokens"] >= 2
