@@ -116,11 +116,7 @@ def make_envs(
         vectorization_mode=run.vectorization_mode if num_envs > 1 else "sync",
         dataset=run.dataset if dataset == "__run__" else dataset,
         tokenizer=tokenizer,
-        max_turns=run.max_turns,
-        max_action_tokens=run.max_action_tokens,
-        max_obs_tokens=run.max_obs_tokens,
-        prompt_style=run.prompt_style,
-        **run.env_kwargs,
+        **env_kwargs_of(run),
     )
 
 
