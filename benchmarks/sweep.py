@@ -13,9 +13,11 @@ seeded by ``--sweep-seed``); the current defaults are always one of them. Every 
 scored by the shared sampled evaluation (:func:`etpo_agents.evaluation.evaluate_policy`: K first-turn samples at
 the training temperature, evaluation seeds shared by every agent and the base). The score of a setting is the mean
 of ``sample_reward_mean`` over its (dataset, seed) cells. ``base`` (the untrained model) is evaluated once per
-dataset (the evaluation's seeds do not depend on the run seed), and each setting gets its difference to the base
-per cell, paired on the same evaluation draws; its CI covers the seeds' spread, not the base's own sampling error,
-which is common to every cell of a dataset.
+dataset at each temperature of the report's frontier (the evaluation's seeds do not depend on the run seed). Each
+setting gets its difference to the base at temperature 1 and to the base's temperature frontier at the cell's KL
+per action (the report's verdict), paired on the same evaluation draws; their CIs cover the seeds' spread, not
+the base's own sampling error, which is common to every cell of a dataset. Settings are ranked by the difference
+to the frontier.
 
 Each finished cell is appended to the JSON-lines ``--output`` (settings, dataset, seed, git commit, wall time,
 sampled metrics); a cell whose key is already there is skipped, so an interrupted sweep continues where it stopped.
@@ -31,6 +33,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import os
 import random
 import sys
@@ -38,7 +41,8 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script: the checkout
-from benchmarks.compare import git_commit, load_finished, mean_ci  # noqa: E402
+from benchmarks.compare import FRONTIER_TEMPERATURES, git_commit, load_finished, mean_ci  # noqa: E402
+from etpo_agents.stats import frontier_value  # noqa: E402
 
 DEV_DATASETS = ("pharyngitis", "kidney_stone")
 """Datasets the defaults are tuned on; the report preset (credit_g, diabetes) is never swept."""
@@ -57,13 +61,17 @@ GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
     "ppo": {**COMMON_GRID, "kl_coef": (0.02, 0.05, 0.1)},
     "reinforce": {**COMMON_GRID, "kl_coef": (0.0, 0.05)},
     "grpo": {**COMMON_GRID, "kl_coef": (0.0, 0.04)},
-    "rft": {**COMMON_GRID, "keep_fraction": (0.25, 0.5, 1.0)},
-    "base": {},
+    "rft": {**COMMON_GRID, "keep_fraction": (0.25, 0.5, 1.0), "kl_coef": (0.0, 0.3, 1.0)},
+    "base": {"temperature": FRONTIER_TEMPERATURES},
 }
-"""Axes per agent; ``base`` has one empty setting (the untrained model, the paired reference)."""
+"""Axes per agent; ``base`` (the untrained model) is evaluated at the frontier's temperatures: at 1.0 it is the
+paired reference, all of them together are its temperature frontier."""
 
 SCORE = "sample_reward_mean"
 """The score of a cell: mean reward of K first-turn samples at the training temperature."""
+
+KL = "kl_per_action"
+"""The cell's KL(π_sample‖π_ref) per action, where it sits on the base's temperature frontier."""
 
 SECONDS_PER_ACTION = 3.5
 """Measured on the 2-core CPU with the embedded model (kidney_stone, ~70 tokens per action): for the estimate."""
@@ -102,12 +110,21 @@ def cell_key(agent: str, setting: dict[str, Any], dataset: str, seed: int | None
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Per agent, every setting's score, best first: mean ``SCORE`` over its cells, 95% CI, and the mean
-    difference to ``base`` (one record per dataset) over the cells whose dataset it has.
+    """Per agent, every setting's score, best first: mean ``SCORE`` over its cells with 95% CI, mean ``KL``, the
+    mean difference to ``base`` at temperature 1 and the mean difference to the base's temperature frontier at the
+    cell's KL (:func:`~etpo_agents.stats.frontier_value`), each over the cells whose dataset has them.
 
-    Only settings with the most cells of their agent are ranked (an unfinished setting is listed, never best).
+    Settings are ranked by the difference to the frontier (the report's verdict: more reward than sharpening buys
+    at the same KL) when every cell has a frontier of >= 2 temperatures, else by ``SCORE``. Only settings with the
+    most cells of their agent are ranked (an unfinished setting is listed, never best).
     """
-    base = {r["dataset"]: r["metrics"][SCORE] for r in records if r["agent"] == "base"}
+    base_records = [r for r in records if r["agent"] == "base"]
+    base = {r["dataset"]: r["metrics"][SCORE] for r in base_records if r["setting"].get("temperature", 1.0) == 1.0}
+    frontier: dict[str, tuple[list[float], list[float]]] = {}
+    for r in base_records:
+        kls, scores = frontier.setdefault(r["dataset"], ([], []))
+        kls.append(r["metrics"].get(KL, 0.0))
+        scores.append(r["metrics"][SCORE])
     by_setting: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in records:
         by_setting.setdefault((r["agent"], json.dumps(r["setting"], sort_keys=True)), []).append(r)
@@ -115,13 +132,21 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     for (agent, setting), cells in by_setting.items():
         scores = [c["metrics"][SCORE] for c in cells]
         diffs = [c["metrics"][SCORE] - base[c["dataset"]] for c in cells if c["dataset"] in base]
+        above = [c["metrics"][SCORE] - frontier_value(c["metrics"].get(KL, 0.0), *frontier[c["dataset"]])
+                 for c in cells if len(frontier.get(c["dataset"], ((),))[0]) >= 2]  # fmt: skip
         mean, half, _ = mean_ci(scores)
         diff, diff_half, _ = mean_ci(diffs)
-        row = {"setting": json.loads(setting), "score": mean, "ci": half, "vs_base": diff, "vs_base_ci": diff_half}
+        gap, gap_half, _ = mean_ci(above)
+        kl = sum(c["metrics"].get(KL, float("nan")) for c in cells) / len(cells)
+        row = {"setting": json.loads(setting), "score": mean, "ci": half, "kl": kl, "vs_base": diff,
+               "vs_base_ci": diff_half, "vs_frontier": gap, "vs_frontier_ci": gap_half,
+               "ranked_by_frontier": len(above) == len(cells)}  # fmt: skip
         out.setdefault(agent, []).append({**row, "num_cells": len(cells)})
     for rows in out.values():
         most = max(r["num_cells"] for r in rows)
-        rows.sort(key=lambda r: (r["num_cells"] == most, r["score"]), reverse=True)
+        by_frontier = all(r["ranked_by_frontier"] for r in rows)
+        rows.sort(key=lambda r: (r["num_cells"] == most, r["vs_frontier"] if by_frontier else r["score"]),
+                  reverse=True)  # fmt: skip
     return out
 
 
@@ -131,8 +156,9 @@ def format_summary(summary: dict[str, list[dict[str, Any]]]) -> str:
     for agent, rows in sorted(summary.items()):
         lines.append(f"== {agent} ({len(rows)} settings)")
         for r in rows:
-            lines.append(f"  {SCORE} {r['score']:.3f} ± {r['ci']:.3f}  vs base {r['vs_base']:+.3f} ± "
-                         f"{r['vs_base_ci']:.3f}  cells {r['num_cells']}  {json.dumps(r['setting'])}")  # fmt: skip
+            lines.append(f"  {SCORE} {r['score']:.3f} ± {r['ci']:.3f}  KL {r['kl']:.3f}  vs base {r['vs_base']:+.3f} "
+                         f"± {r['vs_base_ci']:.3f}  vs frontier {r['vs_frontier']:+.3f} ± {r['vs_frontier_ci']:.3f}  "
+                         f"cells {r['num_cells']}  {json.dumps(r['setting'])}")  # fmt: skip
         lines.append(f"  BEST {agent}: {json.dumps(rows[0]['setting'])}")
     return "\n".join(lines)
 
@@ -208,12 +234,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
-    """(agent, setting) pairs of the sweep."""
+    """(agent, setting) pairs of the sweep; the base's frontier temperatures are never subsampled."""
     pairs = []
     for agent in args.agents:
         axes = {name: args.overrides.get(name, values) for name, values in GRIDS[agent].items()}
         default = default_setting(agent, axes) if axes else {}
-        pairs += [(agent, s) for s in draw_settings(axes, args.max_settings, args.sweep_seed, default)]
+        max_settings = args.max_settings if agent != "base" else math.prod(len(v) for v in axes.values())
+        pairs += [(agent, s) for s in draw_settings(axes, max_settings, args.sweep_seed, default)]
     return pairs
 
 
@@ -222,9 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     if not args.summary_only:
         pairs = plan(args)
-        cells = len(pairs) * len(args.datasets) * len(args.seeds)
-        hours = cells * (args.total_actions + args.eval_samples) * SECONDS_PER_ACTION / 3600
-        print(f"{len(pairs)} settings x {len(args.datasets)} datasets x {len(args.seeds)} seeds = {cells} cells, "
+        trained = sum(agent != "base" for agent, _ in pairs) * len(args.datasets) * len(args.seeds)
+        cells = trained + sum(agent == "base" for agent, _ in pairs) * len(args.datasets)
+        hours = (trained * args.total_actions + cells * args.eval_samples) * SECONDS_PER_ACTION / 3600
+        print(f"{len(pairs)} settings x {len(args.datasets)} datasets x {len(args.seeds)} seeds: {cells} cells, "
               f"~{hours:.1f} h on the 2-core CPU")  # fmt: skip
         if args.dry_run:
             for agent, setting in pairs:

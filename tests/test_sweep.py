@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from benchmarks import sweep
+from benchmarks import compare, sweep
 
 EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "agents", "assets", "etpo-tiny-coder", "config.json")
 
@@ -23,9 +23,9 @@ def test_draw_settings_full_grid_or_default_plus_random_sample():
     assert sweep.draw_settings({}, 3, 0, {}) == [{}]  # the base: one empty setting
 
 
-def _record(agent, setting, dataset, seed, score):
+def _record(agent, setting, dataset, seed, score, kl=0.0):
     return {"agent": agent, "setting": setting, "dataset": dataset, "seed": seed, "status": "ok",
-            "metrics": {sweep.SCORE: score}}  # fmt: skip
+            "metrics": {sweep.SCORE: score, sweep.KL: kl}}  # fmt: skip
 
 
 def test_summarize_scores_pairs_with_base_and_ranks_complete_settings():
@@ -45,6 +45,20 @@ def test_summarize_scores_pairs_with_base_and_ranks_complete_settings():
     assert 'BEST grpo: {"lr": 1}' in sweep.format_summary(summary)
 
 
+def test_summarize_ranks_by_distance_above_the_base_temperature_frontier():
+    records = [
+        _record("base", {"temperature": 1.0}, "d1", None, 0.3, kl=0.0),
+        _record("base", {"temperature": 0.5}, "d1", None, 0.7, kl=1.0),
+        _record("rft", {"lr": 1}, "d1", 0, 0.6, kl=0.5),  # frontier at KL 0.5: 0.5 -> +0.1
+        _record("rft", {"lr": 2}, "d1", 0, 0.65, kl=2.0),  # higher score, but the frontier at KL 2 is 0.7 -> -0.05
+    ]  # fmt: skip
+    efficient, sharpened = sweep.summarize(records)["rft"]
+    assert efficient["setting"] == {"lr": 1} and efficient["vs_frontier"] == pytest.approx(0.1)
+    assert sharpened["vs_frontier"] == pytest.approx(-0.05) and sharpened["kl"] == pytest.approx(2.0)
+    assert efficient["vs_base"] == pytest.approx(0.3)  # the base at temperature 1 only
+    assert "vs frontier +0.100" in sweep.format_summary(sweep.summarize(records))
+
+
 def test_cell_key_covers_setting_and_fixed_settings():
     fixed = {"total_actions": 8}
     key = sweep.cell_key("grpo", {"lr": 1}, "d1", 0, fixed)
@@ -61,9 +75,13 @@ def test_sweep_smoke_one_action_resumes(tmp_path, tiny_model_dir, capsys):
             "--output", str(output), "--work-dir", str(tmp_path / "cells")]  # fmt: skip
     assert sweep.main(argv) == 0
     records = [json.loads(line) for line in output.read_text().splitlines()]
-    assert [r["agent"] for r in records] == ["base", "rft"] and all(r["status"] == "ok" for r in records)
+    frontier = [r["setting"]["temperature"] for r in records if r["agent"] == "base"]
+    assert frontier == list(compare.FRONTIER_TEMPERATURES)  # always complete, whatever --max-settings says
+    assert [r["agent"] for r in records[len(frontier):]] == ["rft"] and all(r["status"] == "ok" for r in records)
+    records = records[len(frontier) - 1:]  # the base at temperature 1, then rft
     assert records[1]["setting"] == sweep.default_setting("rft", sweep.GRIDS["rft"])
     assert set(records[1]["metrics"]) >= {sweep.SCORE, "sample_success_rate", "kl_per_action", "train_reward_mean"}
     assert records[0]["metrics"]["kl_per_action"] == pytest.approx(0.0, abs=1e-5)  # the base is π_ref
-    assert sweep.main(argv) == 0 and len(output.read_text().splitlines()) == 2  # resumed: nothing re-run
+    lines = len(frontier) + 1
+    assert sweep.main(argv) == 0 and len(output.read_text().splitlines()) == lines  # resumed: nothing re-run
     assert "BEST rft" in capsys.readouterr().out
