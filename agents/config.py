@@ -187,6 +187,10 @@ class ETPOConfig(_ActorCriticConfig):
     early EOS 2-4× more (``benchmarks/results/etpo_critic.md``); on ETPO-TokenCredit-v0 the one-step agent did not
     learn a key token 4 positions before the end within 384 episodes, λ = 0.95 did in 2 of 3 seeds
     (``benchmarks/results/credit/README.md``)."""
+    conservative_coef: float = 0.0
+    """Weight of the conservative soft-Q regulariser (``etpo_agents.etpo.conservative_loss``, CQL-style, an
+    extension): lowers Q where π* ∝ π_ref·exp(Q/β) puts mass the sampled tokens never took (e.g. an early EOS
+    inside an action). 0: off (the paper)."""
     policy_loss: str = "exact"
     """``exact``: Σ_w π(w)[β log π(w) − β log π_ref(w) − Q(w)] (the paper). ``official``: the official code's
     mean_w(β log π(w) − Q(w).detach()), which has no π weighting, so the policy ignores the critic; kept only
@@ -198,6 +202,7 @@ class ETPOConfig(_ActorCriticConfig):
         _check(0.0 < self.tau <= 1.0, f"tau must be in (0, 1], got {self.tau}")
         _check(self.critic_coef >= 0, f"critic_coef must be >= 0, got {self.critic_coef}")
         _check(0.0 <= self.td_lambda <= 1.0, f"td_lambda must be in [0, 1], got {self.td_lambda}")
+        _check(self.conservative_coef >= 0, f"conservative_coef must be >= 0, got {self.conservative_coef}")
         _check(self.critic_loss in ("mse", "huber"), f"critic_loss must be 'mse' or 'huber', got {self.critic_loss!r}")
         _check(
             self.policy_loss in ("exact", "official"),

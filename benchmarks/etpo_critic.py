@@ -181,6 +181,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-action-tokens", type=int, default=256)
     parser.add_argument("--td-lambda", type=float, default=ETPOConfig.td_lambda, help="eos: λ of the targets")
+    parser.add_argument("--conservative-coef", type=float, default=ETPOConfig.conservative_coef,
+                        help="eos: weight of the conservative soft-Q regulariser")  # fmt: skip
+    parser.add_argument("--heads", default="dueling,linear", help="eos: Q parametrisations to replay")
     parser.add_argument("--settings", default="0:0.05,0.9:0.05,0.95:0.05,0:0.2,0.95:0.2",
                         help="credit: comma-separated td_lambda:tau pairs")  # fmt: skip
     parser.add_argument("--output", default=None, help="append the JSON lines here")
@@ -193,13 +196,14 @@ def main(argv: list[str] | None = None) -> None:
               "seed": args.seed, "reward_mean": float(batch.rewards[: batch.num_actions].mean())}  # fmt: skip
     records = []
     if args.what == "eos":
-        for kind in ("dueling", "linear"):
+        for kind in args.heads.split(","):
             torch.manual_seed(args.seed)
             policy = Policy(copy.deepcopy(model), tokenizer, q_head=True, q_parametrisation=kind, device="cpu")
-            config = ETPOConfig(num_epochs=1, num_minibatches=1, td_lambda=args.td_lambda)
+            config = ETPOConfig(num_epochs=1, num_minibatches=1, td_lambda=args.td_lambda,
+                                conservative_coef=args.conservative_coef)  # fmt: skip
             curve = replay(policy, batch, config, args.steps, args.every, lambda p: premature_eos(p, batch), args.seed)
             records.append({**common, "measure": "eos", "q_parametrisation": kind, "td_lambda": args.td_lambda,
-                            "curve": curve})  # fmt: skip
+                            "conservative_coef": args.conservative_coef, "curve": curve})  # fmt: skip
     else:
         decision = decision_mask(tokenizer, batch)
         for setting in args.settings.split(","):

@@ -77,8 +77,8 @@ def test_sweep_smoke_one_action_resumes(tmp_path, tiny_model_dir, capsys):
     records = [json.loads(line) for line in output.read_text().splitlines()]
     frontier = [r["setting"]["temperature"] for r in records if r["agent"] == "base"]
     assert frontier == list(compare.FRONTIER_TEMPERATURES)  # always complete, whatever --max-settings says
-    assert [r["agent"] for r in records[len(frontier):]] == ["rft"] and all(r["status"] == "ok" for r in records)
-    records = records[len(frontier) - 1:]  # the base at temperature 1, then rft
+    assert [r["agent"] for r in records[len(frontier) :]] == ["rft"] and all(r["status"] == "ok" for r in records)
+    records = records[len(frontier) - 1 :]  # the base at temperature 1, then rft
     assert records[1]["setting"] == sweep.default_setting("rft", sweep.GRIDS["rft"])
     assert set(records[1]["metrics"]) >= {sweep.SCORE, "sample_success_rate", "kl_per_action", "train_reward_mean"}
     assert records[0]["metrics"]["kl_per_action"] == pytest.approx(0.0, abs=1e-5)  # the base is π_ref

@@ -7,7 +7,14 @@ import itertools
 import pytest
 import torch
 
-from etpo_agents.etpo import critic_loss, policy_loss, soft_bellman_targets, soft_lambda_targets, soft_values
+from etpo_agents.etpo import (
+    conservative_loss,
+    critic_loss,
+    policy_loss,
+    soft_bellman_targets,
+    soft_lambda_targets,
+    soft_values,
+)
 
 BETA, GAMMA, V = 0.5, 0.9, 2
 
@@ -184,6 +191,34 @@ def test_lambda_zero_is_the_one_step_backup():
     is_last = torch.rand(30, generator=g) < 0.3
     one_step = soft_bellman_targets(values, rewards, discounts, next_rows)
     assert torch.equal(soft_lambda_targets(values, kl, rewards, discounts, next_rows, is_last, 0.0), one_step)
+
+
+def test_conservative_loss_value_and_gradient_are_closed_form():
+    """L_C = β·log Σ_w π_ref(w)·exp(Q(w)/β) − Q(w_taken); ∂L_C/∂Q = π* − onehot(taken), π* ∝ π_ref·exp(Q/β)."""
+    beta = 0.5
+    ref_probs = torch.tensor([[0.5, 0.3, 0.2]])
+    q = torch.tensor([[0.0, 1.0, -1.0]], requires_grad=True)
+    loss, metrics = conservative_loss(q, ref_probs.log(), torch.tensor([0]), beta, torch.tensor([True]))
+    weights = [0.5 * 1.0, 0.3 * torch.e**2, 0.2 * torch.e**-2]  # π_ref(w)·exp(Q(w)/β)
+    assert float(loss) == pytest.approx(beta * torch.tensor(sum(weights)).log().item() - 0.0, rel=1e-6)
+    assert metrics["conservative_loss"] == pytest.approx(float(loss))
+    loss.backward()
+    optimal = torch.tensor(weights) / sum(weights)
+    torch.testing.assert_close(q.grad[0], optimal - torch.tensor([1.0, 0.0, 0.0]))
+
+
+def test_conservative_loss_has_zero_expected_gradient_when_tokens_come_from_pi_star():
+    beta = 0.3
+    ref_logits = torch.tensor([[0.2, -0.4, 1.0, 0.0]])
+    q = torch.tensor([[0.3, -0.2, 0.1, 0.5]], requires_grad=True)
+    optimal = torch.softmax(ref_logits.log_softmax(-1) + q.detach() / beta, -1)[0]
+    expected = torch.zeros(4)
+    for token in range(4):  # E_{w ~ π*}[∇ L_C(w)]
+        q.grad = None
+        loss, _ = conservative_loss(q, ref_logits, torch.tensor([token]), beta, torch.tensor([True]))
+        loss.backward()
+        expected += optimal[token] * q.grad[0]
+    torch.testing.assert_close(expected, torch.zeros(4), atol=1e-6, rtol=0)
 
 
 def test_critic_loss_is_masked_squared_error():
