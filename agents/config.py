@@ -25,9 +25,10 @@ class RunConfig:
     """Settings shared by every agent: env, model, sampling, budget, optimiser, logging."""
 
     algo: str = "etpo"
-    """Agent name: ``etpo``, ``etpo-one-step``, ``etpo-official-loss``, ``etpo-td-lambda``, ``ppo``, ``reinforce``,
-    ``grpo``, ``dr-grpo``, ``rft``, ``grpo-placebo``, ``base``, ``sb3-ppo``, ``sb3-a2c``, or one added with
-    ``register_algorithm`` (see ``etpo_agents.train``). ``trl-grpo`` takes no ``RunConfig``: see ``etpo_agents.trl``."""
+    """Agent name: ``etpo``, ``etpo-one-step``, ``etpo-official-loss``, ``etpo-conservative``, ``etpo-td-lambda``,
+    ``ppo``, ``reinforce``, ``grpo``, ``dr-grpo``, ``rft``, ``grpo-placebo``, ``base``, ``sb3-ppo``, ``sb3-a2c``, or
+    one added with ``register_algorithm`` (see ``etpo_agents.train``). ``trl-grpo`` takes no ``RunConfig``: see
+    ``etpo_agents.trl``."""
     env_id: str = "ETPO-DataSci-v0"
     """Gymnasium id of the token-level env (one token per ``step``)."""
     dataset: str | list[str] | None = "pharyngitis"

@@ -69,6 +69,7 @@ _BUILTIN: dict[str, str] = {
     "etpo-official-loss": "etpo_agents.train:run_etpo_official_loss",
     "etpo-one-step": "etpo_agents.train:run_etpo_one_step",
     "etpo-td-lambda": "etpo_agents.train:run_etpo_td_lambda",
+    "etpo-conservative": "etpo_agents.train:run_etpo_conservative",
     "ppo": "etpo_agents.train:run_ppo",
     "reinforce": "etpo_agents.train:run_reinforce",
     "grpo": "etpo_agents.train:run_grpo",

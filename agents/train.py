@@ -65,6 +65,7 @@ ALGORITHMS: dict[str, AgentSpec] = {
     "etpo-official-loss": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("policy_loss", "official"),)),
     "etpo-one-step": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("td_lambda", 0.0),)),
     "etpo-td-lambda": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("td_lambda", 0.95),)),
+    "etpo-conservative": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("conservative_coef", 0.3),)),
     "ppo": AgentSpec(PPOConfig, ppo.update, value_head=True),
     "reinforce": AgentSpec(ReinforceConfig, reinforce.update),
     "grpo": AgentSpec(GRPOConfig, grpo.update),
@@ -461,6 +462,11 @@ def run_etpo_official_loss(env_kwargs: dict[str, Any], total_actions: int, seed:
 def run_etpo_one_step(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
     """ETPO with the paper's one-step per-token soft Bellman backup (λ = 0); see :func:`run_agent`."""
     return run_agent("etpo-one-step", env_kwargs, total_actions, seed, **kwargs)
+
+
+def run_etpo_conservative(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
+    """ETPO with the conservative soft-Q regulariser (``conservative_coef`` = 0.3); see :func:`run_agent`."""
+    return run_agent("etpo-conservative", env_kwargs, total_actions, seed, **kwargs)
 
 
 def run_etpo_td_lambda(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
