@@ -21,9 +21,9 @@ to the frontier.
 
 Each finished cell is appended to the JSON-lines ``--output`` (settings, dataset, seed, git commit, wall time,
 sampled metrics); a cell whose key is already there is skipped, so an interrupted sweep continues where it stopped.
-At the end it prints, per agent, every setting's score (mean, 95% CI, paired difference to the base) and the best.
-Wall time: about (total actions + K) x 3.5 s per cell for the embedded model on the 2-core CPU (``--dry-run``
-prints the estimate); the lead runs the full sweep.
+At the end it prints, per agent, every setting's score (mean, 95% CI, KL, paired differences to the base and to
+its frontier) and the best. Wall time: about (total actions + K) x 3.5 s per trained cell and K x 3.5 s per base
+cell for the embedded model on the 2-core CPU (``--dry-run`` prints the estimate).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         scores = [c["metrics"][SCORE] for c in cells]
         diffs = [c["metrics"][SCORE] - base[c["dataset"]] for c in cells if c["dataset"] in base]
         above = [c["metrics"][SCORE] - frontier_value(c["metrics"].get(KL, 0.0), *frontier[c["dataset"]])
-                 for c in cells if len(frontier.get(c["dataset"], ((),))[0]) >= 2]  # fmt: skip
+                 for c in cells if len(frontier.get(c["dataset"], ([], []))[0]) >= 2]  # fmt: skip
         mean, half, _ = mean_ci(scores)
         diff, diff_half, _ = mean_ci(diffs)
         gap, gap_half, _ = mean_ci(above)
