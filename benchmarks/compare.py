@@ -88,11 +88,11 @@ ones). Agents that do not run the sampled evaluation (``sb3-*``, most custom age
 RANKING_METRICS = ("sample_reward_mean", "greedy_test_auc", "greedy_auc", "train_reward_mean")
 """The ranking's sort keys: the headline, then the next ones for agents without it or for ties."""
 
-FRONTIER_TEMPERATURES = (0.25, 0.5, 0.7, 0.85, 1.0)
+FRONTIER_TEMPERATURES = (0.25, 0.5, 0.7, 0.85, 0.95, 1.0)
 """Temperatures of the base model's frontier in the presets: 1.0 is the base itself (KL 0); 0.25 is close to
 greedy (issue 12 measured T = 0.5 above every trained agent). Reward grows roughly like √KL near T = 1, so a
-straight line from T = 1 to the next point runs below the true frontier; 0.85 keeps that chord short, so a
-learner at low KL is not credited with what mild sharpening already buys."""
+straight line from T = 1 to the next point runs below the true frontier; 0.95 and 0.85 (KL ~0.02 and ~0.14 nats
+per action) keep those chords short, so a learner at low KL is not credited with what mild sharpening buys."""
 
 FAILED_GREEDY_AUC = 0.5
 """AUC a failed greedy action counts as: chance level, what a constant predictor scores (the user gets no working
@@ -157,14 +157,14 @@ on the 2-core machine while other jobs kept its load average near 10, so well un
 kidney_stone, on which the agents' defaults were tuned), with every agent's defaults untouched and 16 actions per
 rollout for every agent (6 updates; the RFT sweep on the development datasets, ``benchmarks/results/sweep_rft.md``,
 found 16 closer to the frontier than 8, and 8-action batches swing from 0.125 to 1.0 success): 7 agents x 2
-datasets x 5 seeds = 70 cells and 10 frontier points (5 temperatures x 2 datasets). Estimated wall time on an idle
+datasets x 5 seeds = 70 cells and 12 frontier points (6 temperatures x 2 datasets). Estimated wall time on an idle
 2-core CPU with the embedded model: ~1.9 h. Measured (``/tmp``-scripted ``run_cell`` of this preset, credit_g,
 seed 0, one torch thread as ``main`` sets) while other jobs kept the load average at 4-5 on 2 cores: ``grpo``
 187 s (training 112 s, evaluation 75 s), ``base`` 152 s (sampling 82 s, evaluation 70 s), the frontier point at
 T = 0.5 103 s (its bodies not yet cached). The committed
 128-action cells of the earlier preset ran at ~0.4 s per action (``base``) on the idle machine, half the 0.85 s
 measured here, so idle: ~95 s per learner cell, ~75 s per ``base`` cell, ~50 s per frontier point: 60 x 95 + 10 x
-75 + 10 x 50 s = 1.9 h. Re-time one cell per agent before the full grid if the agents' defaults change. The
+75 + 12 x 50 s = 1.9 h. Re-time one cell per agent before the full grid if the agents' defaults change. The
 ``sample_reward_mean`` standard error of one cell at K = 64 is ~0.1 at temperature 1 (reward sd ~0.76 when 20-30%
 of samples fail), below the seed-to-seed spread of trained agents that issue 12 measured."""
 
