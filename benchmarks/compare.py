@@ -157,16 +157,13 @@ on the 2-core machine while other jobs kept its load average near 10, so well un
 kidney_stone, on which the agents' defaults were tuned), with every agent's defaults untouched and 16 actions per
 rollout for every agent (6 updates; the RFT sweep on the development datasets, ``benchmarks/results/sweep_rft.md``,
 found 16 closer to the frontier than 8, and 8-action batches swing from 0.125 to 1.0 success): 7 agents x 2
-datasets x 5 seeds = 70 cells and 12 frontier points (6 temperatures x 2 datasets). Estimated wall time on an idle
-2-core CPU with the embedded model: ~1.9 h. Measured (``/tmp``-scripted ``run_cell`` of this preset, credit_g,
-seed 0, one torch thread as ``main`` sets) while other jobs kept the load average at 4-5 on 2 cores: ``grpo``
-187 s (training 112 s, evaluation 75 s), ``base`` 152 s (sampling 82 s, evaluation 70 s), the frontier point at
-T = 0.5 103 s (its bodies not yet cached). The committed
-128-action cells of the earlier preset ran at ~0.4 s per action (``base``) on the idle machine, half the 0.85 s
-measured here, so idle: ~95 s per learner cell, ~75 s per ``base`` cell, ~50 s per frontier point: 60 x 95 + 10 x
-75 + 12 x 50 s = 1.9 h. Re-time one cell per agent before the full grid if the agents' defaults change. The
-``sample_reward_mean`` standard error of one cell at K = 64 is ~0.1 at temperature 1 (reward sd ~0.76 when 20-30%
-of samples fail), below the seed-to-seed spread of trained agents that issue 12 measured."""
+datasets x 5 seeds = 70 cells and 12 frontier points (6 temperatures x 2 datasets). Measured: 124.6 min summed
+over cells and frontier points (training 70.9, evaluation 42.9, frontier 10.8 min; ``benchmarks/results/default/``),
+with other jobs on the machine for its first ~25 min (those cells took 106-155 s, the later ones 65-100 s), so
+~1.9-2 h idle. The base's 5 seed cells per dataset repeat the same sampled evaluation (the evaluation's seeds do
+not depend on the run's). The ``sample_reward_mean`` standard error of one cell at K = 64 is ~0.1 at temperature 1
+(reward sd ~0.76 when 20-30% of samples fail), below the seed-to-seed spread of trained agents that issue 12
+measured."""
 
 
 def git_commit() -> str:
