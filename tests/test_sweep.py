@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import pytest
 
 from benchmarks import compare, sweep
-
-EMBEDDED = os.path.join(os.path.dirname(__file__), "..", "agents", "assets", "etpo-tiny-coder", "config.json")
 
 
 def test_draw_settings_full_grid_or_default_plus_random_sample():
@@ -67,11 +64,10 @@ def test_cell_key_covers_setting_and_fixed_settings():
     assert key != sweep.cell_key("grpo", {"lr": 1}, "d1", 0, {"total_actions": 16})
 
 
-def test_sweep_smoke_one_action_resumes(tmp_path, tiny_model_dir, capsys):
-    model = os.path.dirname(EMBEDDED) if os.path.exists(EMBEDDED) else tiny_model_dir
+def test_sweep_smoke_one_action_resumes(tmp_path, model_dir, capsys):
     output = tmp_path / "sweep.jsonl"
     argv = ["--agents", "base,rft", "--datasets", "kidney_stone", "--seeds", "0", "--total-actions", "1",
-            "--eval-samples", "1", "--max-turns", "1", "--max-settings", "1", "--model", model,
+            "--eval-samples", "1", "--max-turns", "1", "--max-settings", "1", "--model", model_dir,
             "--output", str(output), "--work-dir", str(tmp_path / "cells")]  # fmt: skip
     assert sweep.main(argv) == 0
     records = [json.loads(line) for line in output.read_text().splitlines()]

@@ -89,17 +89,22 @@ def real_batch():
     return model, tokenizer, batch
 
 
-@pytest.fixture(scope="module")
-def replayed_eos(real_batch) -> list[dict[str, float]]:
+def _replay_eos(real_batch, **settings) -> list[dict[str, float]]:
     """Premature-EOS probability (``benchmarks.etpo_critic.premature_eos``) of the batch's actions under the base
-    and after 24 ETPO gradient steps replaying that batch (default head and targets)."""
+    and after 24 ETPO gradient steps replaying that batch (default head; ``settings`` replace ETPOConfig fields)."""
     from benchmarks.etpo_critic import premature_eos, replay
 
     model, tokenizer, batch = real_batch
     torch.manual_seed(0)
     policy = Policy(copy.deepcopy(model), tokenizer, q_head=True, device="cpu")
-    config = ETPOConfig(num_epochs=1, num_minibatches=1)
+    config = ETPOConfig(num_epochs=1, num_minibatches=1, **settings)
     return replay(policy, batch, config, 24, 24, lambda p: premature_eos(p, batch))
+
+
+@pytest.fixture(scope="module")
+def replayed_eos(real_batch) -> list[dict[str, float]]:
+    """:func:`_replay_eos` with the defaults."""
+    return _replay_eos(real_batch)
 
 
 @pytest.mark.slow
@@ -107,13 +112,7 @@ def test_conservative_critic_keeps_premature_eos_near_the_base(real_batch):
     """Issue 13's criterion with the conservative soft-Q regulariser (``conservative_coef`` = 0.3): within 0.1 of
     the base after 24 replayed steps (0.078 -> 0.119 on this batch, 0.21 without it:
     ``benchmarks/results/etpo_critic.md``)."""
-    from benchmarks.etpo_critic import premature_eos, replay
-
-    model, tokenizer, batch = real_batch
-    torch.manual_seed(0)
-    policy = Policy(copy.deepcopy(model), tokenizer, q_head=True, device="cpu")
-    config = ETPOConfig(num_epochs=1, num_minibatches=1, conservative_coef=0.3)
-    curve = replay(policy, batch, config, 24, 24, lambda p: premature_eos(p, batch))
+    curve = _replay_eos(real_batch, conservative_coef=0.3)
     base, after = curve[0]["premature_eos"], curve[-1]["premature_eos"]
     assert after <= base + 0.1, curve
 
