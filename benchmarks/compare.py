@@ -58,6 +58,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from typing import Any
 
 import numpy as np
@@ -212,6 +213,27 @@ def load_finished(path: str) -> dict[str, dict]:
     return finished
 
 
+def agent_defaults(agent: str) -> dict[str, Any] | None:
+    """The agent's registered default config as JSON (``None`` for agents outside ``etpo_agents.train``).
+
+    Stored in each cell's record: on resume, a cell trained under other defaults (a default changed since) is
+    re-run, since the cell key hashes only the preset's ``agent_kwargs``. Records without it (written before
+    etpo-gym 0.2) are reused.
+    """
+    from etpo_agents.train import ALGORITHMS, default_algo_config
+
+    if agent not in ALGORITHMS:
+        return None
+    with warnings.catch_warnings():  # a deprecated alias's warning is for users who train it, not for this check
+        warnings.simplefilter("ignore", FutureWarning)
+        return _jsonable(dataclasses.asdict(default_algo_config(agent)))
+
+
+def is_current(record: dict, agent: str) -> bool:
+    """Whether a finished cell's record was trained under the agent's present defaults (see :func:`agent_defaults`)."""
+    return "agent_config" not in record or record["agent_config"] == agent_defaults(agent)
+
+
 def run_cell(agent: str, dataset: str, seed: int, preset: Preset, output_dir: str, executor: Any = None) -> dict:
     """Train one agent on one dataset with one seed, then evaluate it (``preset.evaluation``); returns the JSON
     record (status ok or failed).
@@ -232,6 +254,7 @@ def run_cell(agent: str, dataset: str, seed: int, preset: Preset, output_dir: st
         "seed": seed,
         "total_actions": preset.total_actions,
         "agent_kwargs": preset.agent_kwargs,
+        "agent_config": agent_defaults(agent),
         "env_kwargs": preset.env_kwargs,
         "evaluation": dataclasses.asdict(preset.evaluation),
         "commit": git_commit(),
@@ -950,12 +973,18 @@ def run_benchmark(preset: Preset, output_dir: str) -> tuple[dict[str, Any], int]
     finished = load_finished(results_path)
     cells = [(a, d, s) for d in preset.datasets for s in preset.seeds for a in preset.agents]
     points = [(d, t) for d in preset.datasets for t in preset.frontier_temperatures]
-    num_done = sum(cell_key(*cell, preset) in finished for cell in cells)
+    def done(agent: str, dataset: str, seed: int) -> bool:
+        record = finished.get(cell_key(agent, dataset, seed, preset))
+        return record is not None and is_current(record, agent)
+
+    num_done = sum(done(*cell) for cell in cells)
+    num_stale = sum(cell_key(*cell, preset) in finished and not done(*cell) for cell in cells)
     num_points_done = sum(frontier_key(*point, preset) in finished for point in points)
     print(
         f"{len(preset.agents)} agents x {len(preset.datasets)} datasets x {len(preset.seeds)} seeds = "
         f"{len(cells)} cells, {preset.total_actions} env actions each, plus {len(points)} frontier points; "
         f"{num_done} cells and {num_points_done} points already in {results_path}"
+        + (f"; {num_stale} cells trained under other agent defaults are re-run" if num_stale else "")
     )
     records, failed = [], 0
 
@@ -973,7 +1002,7 @@ def run_benchmark(preset: Preset, output_dir: str) -> tuple[dict[str, Any], int]
             for agent, dataset, seed in bar:
                 bar.set_postfix(agent=agent, dataset=dataset, seed=seed)
                 key = cell_key(agent, dataset, seed, preset)
-                if key not in finished:  # else not recomputed: its record has the metrics and the curves
+                if not done(agent, dataset, seed):  # else not recomputed: its record has the metrics and the curves
                     finished[key] = run_cell(agent, dataset, seed, preset, output_dir, executor)
                     save(finished[key])
                 records.append(finished[key])

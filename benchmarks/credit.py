@@ -10,7 +10,9 @@ and learning rates, and the same gradient steps per rollout (``num_epochs`` × `
 
     python -m benchmarks.credit --seeds 0 1 2 --output-dir benchmarks/results/credit
 
-Writes ``results.jsonl`` (one line per run: config, git commit, seed, device, wall time, metrics),
+Resumable: a run already in ``results.jsonl`` with the same cell and the same resolved agent config is not run
+again (runs of an agent whose defaults changed since are dropped and re-run). Writes ``results.jsonl`` (one line
+per run: cell, agent config, git commit, device, wall time, metrics),
 ``summary.json`` (mean and per-seed episodes-to-threshold per cell) and ``credit.png``.
 """
 
@@ -36,7 +38,7 @@ from etpo_agents.train import ALGORITHMS, default_algo_config
 from etpo_gym.token_credit import make_model_and_tokenizer
 
 DEFAULT_ALGOS = ("etpo-one-step", "etpo", "ppo", "reinforce", "grpo")
-LENGTHS = (4, 8, 16)
+LENGTHS = (4, 8, 16, 32)
 """L for the length sweep (key at distance 1, the last token)."""
 DISTANCE_LENGTH = 8
 """L of the distance sweep."""
@@ -54,7 +56,7 @@ class CellConfig:
     seed: int
     vocab_size: int = 8
     reward_noise: float = 0.1
-    max_episodes: int = 192
+    max_episodes: int = 512
     episodes_per_rollout: int = 8
     threshold: float = 0.8
     """Mean noiseless reward of the last ``window`` episodes that counts as solved (π_ref scores 1/6)."""
@@ -170,6 +172,33 @@ def plot(summary: dict[str, Any], path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _cell_key(cell: CellConfig) -> str:
+    """A run's identity: its cell and its agent's resolved config, so a changed agent default is re-run."""
+    return json.dumps({"cell": dataclasses.asdict(cell), "algo_config": _algo_config(cell.algo)}, sort_keys=True)
+
+
+def _algo_config(algo: str) -> dict[str, Any]:
+    return dataclasses.asdict(default_algo_config(algo))
+
+
+def load_records(path: str) -> dict[str, dict[str, Any]]:
+    """Earlier runs in ``path`` by :func:`_cell_key`; runs of another agent config are dropped (with a note)."""
+    if not os.path.exists(path):
+        return {}
+    records, stale = {}, 0
+    with open(path) as f:
+        for line in f:
+            record = json.loads(line)
+            cell = CellConfig(**record["config"])
+            if record.get("algo_config") != _algo_config(cell.algo):
+                stale += 1
+                continue
+            records[_cell_key(cell)] = record
+    if stale:
+        print(f"dropping {stale} earlier runs whose agent config differs from today's defaults", flush=True)
+    return records
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--algos", nargs="+", default=[a for a in DEFAULT_ALGOS if a in ALGORITHMS])
@@ -182,29 +211,34 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     os.makedirs(args.output_dir, exist_ok=True)
     cells = _cells(args.algos, args.seeds, args.lengths, args.distances, max_episodes=args.max_episodes)
-    print(f"{len(cells)} runs: algos {args.algos} x seeds {args.seeds} x (L, distance) "
-          f"{sorted({(c.action_length, c.key_distance) for c in cells})}", flush=True)  # fmt: skip
     path = os.path.join(args.output_dir, "results.jsonl")
-    records, failed = [], 0
+    done = load_records(path)
+    todo = [cell for cell in cells if _cell_key(cell) not in done]
+    print(f"{len(cells)} runs ({len(cells) - len(todo)} already in {path}): algos {args.algos} x seeds {args.seeds} "
+          f"x (L, distance) {sorted({(c.action_length, c.key_distance) for c in cells})}", flush=True)  # fmt: skip
+    with open(path, "w") as f:  # rewritten without stale runs, then appended to run by run (resumable)
+        f.writelines(json.dumps(record) + "\n" for record in done.values())
+    failed = 0
     commit = _commit()
-    with open(path, "w") as f:
-        for cell in cells:
-            try:
-                result = run_cell(cell)
-            except Exception as error:  # noqa: BLE001  (reported, counted, and the exit code says so)
-                print(f"FAILED {cell}: {error!r}", flush=True)
-                failed += 1
-                continue
-            record = {"config": dataclasses.asdict(cell), "commit": commit, "device": "cpu", **result}
-            records.append(record)
+    for index, cell in enumerate(todo, 1):
+        try:
+            result = run_cell(cell)
+        except Exception as error:  # noqa: BLE001  (reported, counted, and the exit code says so)
+            print(f"FAILED {cell}: {error!r}", flush=True)
+            failed += 1
+            continue
+        record = {"config": dataclasses.asdict(cell), "algo_config": _algo_config(cell.algo), "commit": commit,
+                  "device": "cpu", **result}  # fmt: skip
+        done[_cell_key(cell)] = record
+        with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
-            f.flush()
-            print(f"{cell.algo:>14} L={cell.action_length:<4} d={cell.key_distance:<3} seed={cell.seed} "
-                  f"episodes={result['episodes_to_threshold']} final={result['final_score']:.2f} "
-                  f"({result['wall_time_s']:.0f}s)", flush=True)  # fmt: skip
+        print(f"[{index}/{len(todo)}] {cell.algo:>14} L={cell.action_length:<4} d={cell.key_distance:<3} "
+              f"seed={cell.seed} episodes={result['episodes_to_threshold']} final={result['final_score']:.2f} "
+              f"({result['wall_time_s']:.0f}s)", flush=True)  # fmt: skip
+    records = [done[_cell_key(cell)] for cell in cells if _cell_key(cell) in done]
     summary = summarise(records)
     summary.update(command="python -m benchmarks.credit " + " ".join(sys.argv[1:] if argv is None else argv),
-                   commit=commit)  # fmt: skip
+                   commits=sorted({r["commit"] for r in records}))  # fmt: skip
     with open(os.path.join(args.output_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     plot(summary, os.path.join(args.output_dir, "credit.png"))

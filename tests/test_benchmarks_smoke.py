@@ -1,6 +1,7 @@
 """Smoke tests of the performance benchmarks (update cost, linearity, memory, distributed): smallest settings, no
 timing checks."""
 
+import json
 import os
 import sys
 
@@ -100,3 +101,29 @@ def test_bench_env_rollout_shares_add_up():
     assert result["steps"]["action_end"] >= 1 and result["steps"]["intra_action"] >= 1
     assert sum(result["shares"].values()) == pytest.approx(1.0)
     assert all(share >= 0 for share in result["shares"].values())
+
+
+def test_credit_benchmark_resumes_and_reruns_only_changed_agents(tmp_path, capsys, monkeypatch):
+    """A second call with the same grid runs nothing; a changed agent default drops and re-runs that agent's runs."""
+    from benchmarks import credit
+    from etpo_agents import train
+
+    argv = ["--algos", "reinforce", "grpo", "--seeds", "0", "--lengths", "8", "--distances", "1",
+            "--max-episodes", "16", "--output-dir", str(tmp_path)]  # fmt: skip
+    credit.main(argv)
+    first = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(first) == 2 and (tmp_path / "credit.png").exists()
+    capsys.readouterr()
+    credit.main(argv)
+    assert "2 runs (2 already in" in capsys.readouterr().out
+    assert (tmp_path / "results.jsonl").read_text().splitlines() == first
+
+    spec = train.ALGORITHMS["grpo"]
+    monkeypatch.setitem(train.ALGORITHMS, "grpo", train.AgentSpec(spec.config_cls, spec.update,
+                                                                  defaults=(("clip_range", 0.3),)))  # fmt: skip
+    credit.main(argv)
+    out = capsys.readouterr().out
+    assert "dropping 1 earlier runs" in out and "2 runs (1 already in" in out
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["config"]["algo"] for r in records) == ["grpo", "reinforce"]
+    assert next(r for r in records if r["config"]["algo"] == "grpo")["algo_config"]["clip_range"] == 0.3

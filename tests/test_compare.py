@@ -204,6 +204,33 @@ def test_resume_key_covers_every_setting_and_curves_come_from_the_records(tmp_pa
     assert (tmp_path / "curves.png").exists() and (tmp_path / "curves_kl_ref.png").exists()
 
 
+def test_resume_reruns_cells_trained_under_other_agent_defaults(tmp_path, monkeypatch, capsys):
+    """The key hashes the preset's agent_kwargs only: a changed registered default is caught by the record's
+    agent_config, and that cell alone is re-run."""
+    preset = Preset(("test-curve-agent",), ("iris",), (0, 1), 1)
+    defaults = {"test-curve-agent": {"beta": 0.05}}
+    monkeypatch.setattr(compare, "agent_defaults", lambda agent: defaults[agent])
+    run_benchmark(preset, str(tmp_path))
+    run_benchmark(preset, str(tmp_path))
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 2
+    defaults["test-curve-agent"] = {"beta": 0.1}
+    capsys.readouterr()
+    run_benchmark(preset, str(tmp_path))
+    assert "2 cells trained under other agent defaults are re-run" in capsys.readouterr().out
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert [r["agent_config"] for r in records] == [{"beta": 0.05}] * 2 + [{"beta": 0.1}] * 2
+    legacy = {k: v for k, v in records[-1].items() if k != "agent_config"}  # records written before 0.2
+    assert compare.is_current(legacy, "test-curve-agent")
+
+
+def test_agent_defaults_are_the_registered_config():
+    from etpo_agents.config import ETPOConfig
+
+    assert compare.agent_defaults("etpo")["beta"] == ETPOConfig.beta
+    assert compare.agent_defaults("etpo-one-step")["td_lambda"] == 0.0
+    assert compare.agent_defaults("examples.custom_agent:run") is None
+
+
 def test_summary_wall_time_counts_only_the_current_grid(tmp_path):
     other = {"key": "other-grid", "status": "ok", "agent": "x", "dataset": "iris", "seed": 0, "cell_wall_time_s": 1e6}
     (tmp_path / "results.jsonl").write_text(json.dumps(other) + "\n")
