@@ -63,8 +63,9 @@ class AgentSpec:
 ALGORITHMS: dict[str, AgentSpec] = {
     "etpo": AgentSpec(ETPOConfig, etpo.update, q_head=True),
     "etpo-official-loss": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("policy_loss", "official"),)),
-    "etpo-one-step": AgentSpec(ETPOConfig, etpo.update, q_head=True,
-                               defaults=(("td_lambda", 0.0), ("conservative_coef", 0.0))),
+    "etpo-one-step": AgentSpec(
+        ETPOConfig, etpo.update, q_head=True, defaults=(("td_lambda", 0.0), ("conservative_coef", 0.0))
+    ),
     "etpo-td-lambda": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("td_lambda", 0.95),)),
     "etpo-conservative": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("conservative_coef", 0.3),)),
     "ppo": AgentSpec(PPOConfig, ppo.update, value_head=True),

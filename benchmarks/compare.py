@@ -973,6 +973,7 @@ def run_benchmark(preset: Preset, output_dir: str) -> tuple[dict[str, Any], int]
     finished = load_finished(results_path)
     cells = [(a, d, s) for d in preset.datasets for s in preset.seeds for a in preset.agents]
     points = [(d, t) for d in preset.datasets for t in preset.frontier_temperatures]
+
     def done(agent: str, dataset: str, seed: int) -> bool:
         record = finished.get(cell_key(agent, dataset, seed, preset))
         return record is not None and is_current(record, agent)
