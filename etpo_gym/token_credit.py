@@ -251,8 +251,10 @@ def make_model_and_tokenizer(
         vocab_size=vocab_size, hidden_size=hidden_size, intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers, num_attention_heads=2, num_key_value_heads=2,
         max_position_embeddings=max_positions, tie_word_embeddings=False, bos_token_id=BOS_TOKEN_ID,
-        eos_token_id=EOS_TOKEN_ID, pad_token_id=BOS_TOKEN_ID,
+        eos_token_id=EOS_TOKEN_ID, pad_token_id=None,
     )  # fmt: skip
+    # No padding_idx: the tokenizer pads with <s> (masked out), but an embedding row fixed at zero would make <s>,
+    # the prompt, a zero vector and the first action token's state constant (its logits the head's bias alone).
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     head = torch.nn.Linear(hidden_size, vocab_size, bias=True)

@@ -115,3 +115,19 @@ def test_rollout_collector_runs_on_the_env_unchanged():
         hidden = policy.hidden_states(batch.input_ids[:1, :1], batch.attention_mask[:1, :1])[0]
         probs = torch.softmax(policy.logits(hidden), -1)
     assert float(probs[0, EOS_TOKEN_ID]) < 0.01 and float(probs[0, 2:].min()) > 0.15
+
+
+def test_first_action_token_can_be_learned():
+    """The prompt <s> is also the pad token; had the embedding a padding row (fixed at zero), the first action
+    token's state would be constant and its logits the LM head's bias alone, and no agent could learn a key on
+    the first token. One gradient step on log π(t2 | <s>) moves that state's logits beyond the bias."""
+    torch = pytest.importorskip("torch")
+    from etpo_gym.token_credit import make_model_and_tokenizer
+
+    model, _ = make_model_and_tokenizer(vocab_size=6)
+    prompt = torch.tensor([[0]])
+    hidden = model.model(input_ids=prompt).last_hidden_state[0, -1]
+    assert float(hidden.norm()) > 1.0  # not the zero vector of a padding embedding
+    loss = -torch.log_softmax(model(input_ids=prompt).logits[0, -1], -1)[2]
+    loss.backward()
+    assert float(model.model.embed_tokens.weight.grad[0].abs().sum()) > 0  # <s> is trained like any token
