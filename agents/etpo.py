@@ -43,12 +43,13 @@ on π, an untried token's Q follows V(x) and nothing per token is shared across 
 the drift toward premature EOS that issue 13 reported comes mostly from the one-step targets, not the head (every
 head drifted; the TD(λ) targets above cut it 3-4×, not to zero): ``benchmarks/results/etpo_critic.md``.
 
-EXTENSION, off by default (``ETPOConfig.conservative_coef``): a conservative soft-Q regulariser
-(:func:`conservative_loss`, CQL with π_ref as prior) added to the critic loss. Inside an action EOS is never
-sampled, so Q(x, EOS) there is the head's extrapolation from actions' ends, where EOS earns the reward; the
-regulariser lowers Q wherever π* puts mass that the sampled tokens never took. Replaying one batch for 24 steps it
-kept the premature-EOS probability within 0.05 of the base's (0.21 without it with λ = 0.95, 0.69 with λ = 0;
-``benchmarks/results/etpo_critic.md``).
+EXTENSION, on by default (``ETPOConfig.conservative_coef = 0.3``; ``etpo-one-step``, the paper, has none): a
+conservative soft-Q regulariser (:func:`conservative_loss`, CQL with π_ref as prior) added to the critic loss.
+Inside an action EOS is never sampled, so Q(x, EOS) there is the head's extrapolation from actions' ends, where EOS
+earns the reward; the regulariser lowers Q wherever π* puts mass that the sampled tokens never took. Replaying one
+batch for 24 steps it kept the premature-EOS probability within 0.05 of the base's (0.21 without it with
+λ = 0.95, 0.69 with λ = 0; ``benchmarks/results/etpo_critic.md``), and it did not lower the sampled reward on the
+development datasets (``benchmarks/results/etpo_conservative_dev/``).
 
 Differences from the official code (``DEVIATION:`` below): the official policy loss is
 ``mean_vocab(β·log π − Q.detach())``, whose gradient does not depend on Q at all (no π weighting), so the

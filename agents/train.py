@@ -67,7 +67,7 @@ ALGORITHMS: dict[str, AgentSpec] = {
         ETPOConfig, etpo.update, q_head=True, defaults=(("td_lambda", 0.0), ("conservative_coef", 0.0))
     ),
     "etpo-td-lambda": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("td_lambda", 0.95),)),
-    "etpo-conservative": AgentSpec(ETPOConfig, etpo.update, q_head=True, defaults=(("conservative_coef", 0.3),)),
+    "etpo-conservative": AgentSpec(ETPOConfig, etpo.update, q_head=True),
     "ppo": AgentSpec(PPOConfig, ppo.update, value_head=True),
     "reinforce": AgentSpec(ReinforceConfig, reinforce.update),
     "grpo": AgentSpec(GRPOConfig, grpo.update),
@@ -91,17 +91,20 @@ def default_algo_config(algo: str) -> Any:
     return spec.config_cls(**dict(spec.defaults))
 
 
-DEPRECATED_ALGORITHMS = {"etpo-td-lambda": "etpo"}
-"""Old names still accepted until etpo-gym 0.3, with a FutureWarning naming the new one (same settings)."""
+DEPRECATED_ALGORITHMS = {
+    "etpo-td-lambda": ("etpo", "whose default is now soft TD(λ = 0.95)"),
+    "etpo-conservative": ("etpo", "whose default is now conservative_coef = 0.3"),
+}
+"""Old names still accepted until etpo-gym 0.3, with a FutureWarning naming the new one (same settings) and why."""
 
 
 def _spec(algo: str) -> AgentSpec:
     if algo not in ALGORITHMS:
         raise ValueError(f"unknown algo {algo!r}; choose one of {sorted(ALGORITHMS)} or register_algorithm() it")
     if algo in DEPRECATED_ALGORITHMS:
+        new, why = DEPRECATED_ALGORITHMS[algo]
         warnings.warn(
-            f"agent {algo!r} is deprecated and will be removed in etpo-gym 0.3: use {DEPRECATED_ALGORITHMS[algo]!r}, "
-            "whose default is now soft TD(λ = 0.95)",
+            f"agent {algo!r} is deprecated and will be removed in etpo-gym 0.3: use {new!r}, {why}",
             FutureWarning,
             stacklevel=3,
         )
@@ -467,7 +470,7 @@ def run_etpo_one_step(env_kwargs: dict[str, Any], total_actions: int, seed: int,
 
 
 def run_etpo_conservative(env_kwargs: dict[str, Any], total_actions: int, seed: int, **kwargs: Any) -> dict[str, Any]:
-    """ETPO with the conservative soft-Q regulariser (``conservative_coef`` = 0.3); see :func:`run_agent`."""
+    """Deprecated alias of :func:`run_etpo` (its default is now ``conservative_coef`` = 0.3); see :func:`run_agent`."""
     return run_agent("etpo-conservative", env_kwargs, total_actions, seed, **kwargs)
 
 

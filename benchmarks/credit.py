@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import subprocess
@@ -111,6 +112,65 @@ def run_cell(cell: CellConfig, algo_overrides: dict[str, Any] | None = None) -> 
         "num_tokens": collector.total_tokens,
         "wall_time_s": time.perf_counter() - start,
     }
+
+
+def soft_optimum_distance(seed: int, conservative_coef: float | None = None, updates: int = 60,
+                          average_last: int = 20) -> dict[str, Any]:  # fmt: skip
+    """Train the default ETPO agent on a small ``ETPO-TokenCredit-v0`` (V = 5, L = 3, key 2 tokens from the end,
+    β = 0.5, 8 episodes a rollout) and measure how far π at the key position is from the closed-form
+    π* = π_ref·exp(r/β)/Z, for every prefix.
+
+    Args:
+        conservative_coef: replaces ``ETPOConfig.conservative_coef`` (None: the default).
+        average_last: π is averaged over the last ``average_last`` updates (constant step sizes keep single
+            iterates scattered around the optimum).
+
+    Returns:
+        ``max_tv`` (largest total variation over prefixes, of the averaged π), ``last_tv`` (the same for the final
+        iterate), ``ref_tv`` (π_ref's), ``rewarded_prob_min`` (π*'s smallest probability of the rewarded token),
+        ``ref_rewarded_prob_max`` (π_ref's largest).
+    """
+    from etpo_agents import etpo
+    from etpo_agents.config import ETPOConfig
+    from etpo_gym.token_credit import TokenCreditEnv, soft_optimal_probs
+
+    vocab, length, distance, beta = 5, 3, 2, 0.5
+    torch.manual_seed(seed)
+    model, tokenizer = make_model_and_tokenizer(vocab, hidden_size=16, max_positions=8)
+    policy = Policy(model, tokenizer, q_head=True, device="cpu")
+    envs = gym.make_vec("ETPO-TokenCredit-v0", num_envs=1, vocab_size=vocab, action_length=length,
+                        key_distance=distance)  # fmt: skip
+    collector = RolloutCollector(envs, policy, seed=seed)
+    optimizer = torch.optim.Adam([{"params": policy.policy_parameters(), "lr": 3e-3},
+                                  {"params": policy.head_parameters(), "lr": 1e-2}])  # fmt: skip
+    overrides = {} if conservative_coef is None else {"conservative_coef": conservative_coef}
+    config = ETPOConfig(beta=beta, **overrides)
+    env = TokenCreditEnv(vocab_size=vocab, action_length=length, key_distance=distance)
+    key = env.key_positions[0]
+    prefixes = torch.tensor([[0, *p] for p in itertools.product(range(2, vocab), repeat=key)])  # every prefix
+    ones = torch.ones_like(prefixes)
+    with torch.no_grad():
+        where = (torch.arange(len(prefixes)), torch.full((len(prefixes),), key))
+        ref_probs = torch.softmax(policy.ref_logits(prefixes, ones, where), -1).numpy()
+    iterates = []
+    try:
+        for step in range(updates):
+            batch = collector.collect(8)
+            etpo.update(policy, batch, optimizer, config, generator=collector.generator)
+            collector.refresh()
+            if step >= updates - average_last:
+                with torch.no_grad():
+                    hidden = policy.hidden_states(prefixes, ones)[:, -1]
+                    iterates.append(torch.softmax(policy.logits(hidden), -1).numpy())
+    finally:
+        envs.close()
+    optimal = np.stack([soft_optimal_probs(r, env.key_rewards(0), beta) for r in ref_probs])
+    total_variation = lambda probs: float((0.5 * np.abs(probs - optimal).sum(-1)).max())  # noqa: E731
+    return {"seed": seed, "conservative_coef": config.conservative_coef, "updates": updates,
+            "average_last": average_last, "max_tv": total_variation(np.mean(iterates, 0)),
+            "last_tv": total_variation(iterates[-1]), "ref_tv": total_variation(ref_probs),
+            "rewarded_prob_min": float(optimal[:, 2].min()),
+            "ref_rewarded_prob_max": float(ref_probs[:, 2].max())}  # fmt: skip
 
 
 def _commit() -> str:
@@ -207,8 +267,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--distances", nargs="+", type=int, default=list(DISTANCES))
     parser.add_argument("--max-episodes", type=int, default=CellConfig.max_episodes)
     parser.add_argument("--output-dir", default="benchmarks/results/credit")
+    parser.add_argument("--soft-optimum", type=float, nargs="+", metavar="CONSERVATIVE_COEF",
+                        help="instead of the grid: the default ETPO agent's distance to the closed-form soft-optimal "
+                        "policy (soft_optimum_distance) for each seed and each of these conservative_coef")  # fmt: skip
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.soft_optimum:
+        for coef in args.soft_optimum:
+            for seed in args.seeds:
+                print(json.dumps({**soft_optimum_distance(seed, coef), "commit": _commit()}), flush=True)
+        return
     os.makedirs(args.output_dir, exist_ok=True)
     cells = _cells(args.algos, args.seeds, args.lengths, args.distances, max_episodes=args.max_episodes)
     path = os.path.join(args.output_dir, "results.jsonl")

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-action-tokens", type=int, default=256)
     parser.add_argument("--td-lambda", type=float, default=ETPOConfig.td_lambda, help="eos: λ of the targets")
     parser.add_argument("--conservative-coef", type=float, default=ETPOConfig.conservative_coef,
-                        help="eos: weight of the conservative soft-Q regulariser")  # fmt: skip
+                        help="weight of the conservative soft-Q regulariser")  # fmt: skip
     parser.add_argument("--heads", default="dueling,linear", help="eos: Q parametrisations to replay")
     parser.add_argument("--settings", default="0:0.05,0.9:0.05,0.95:0.05,0:0.2,0.95:0.2",
                         help="credit: comma-separated td_lambda:tau pairs")  # fmt: skip
@@ -210,10 +210,12 @@ def main(argv: list[str] | None = None) -> None:
             td_lambda, tau = (float(x) for x in setting.split(":"))
             torch.manual_seed(args.seed)
             policy = Policy(copy.deepcopy(model), tokenizer, q_head=True, device="cpu")
-            config = ETPOConfig(num_epochs=1, num_minibatches=1, td_lambda=td_lambda, tau=tau)
+            config = ETPOConfig(num_epochs=1, num_minibatches=1, td_lambda=td_lambda, tau=tau,
+                                conservative_coef=args.conservative_coef)  # fmt: skip
             curve = replay(policy, batch, config, args.steps, args.steps,
                            lambda p, c=config: credit_probe(p, batch, c, decision), args.seed)  # fmt: skip
             records.append({**common, "measure": "credit", "td_lambda": td_lambda, "tau": tau,
+                            "conservative_coef": args.conservative_coef,
                             "final": curve[-1], "premature_eos": premature_eos(policy, batch)})  # fmt: skip
     for record in records:
         record["wall_time_s"] = time.perf_counter() - start

@@ -161,9 +161,10 @@ def test_train_cli_trains_an_sb3_agent(tmp_path):
     assert final["algo"] == "sb3-ppo" and final["num_actions"] == 2 and (output_dir / "model.zip").exists()
 
 
-def test_deprecated_agent_name_warns_and_keeps_the_default_settings():
+@pytest.mark.parametrize("old_name, why", [("etpo-td-lambda", "TD"), ("etpo-conservative", "conservative_coef")])
+def test_deprecated_agent_name_warns_and_keeps_the_default_settings(old_name, why):
     from etpo_agents.train import default_algo_config
 
-    with pytest.warns(FutureWarning, match="use 'etpo'"):
-        old = default_algo_config("etpo-td-lambda")
+    with pytest.warns(FutureWarning, match=f"use 'etpo', whose default is now .*{why}"):
+        old = default_algo_config(old_name)
     assert old == default_algo_config("etpo")
