@@ -187,8 +187,8 @@ class ETPOConfig(_ActorCriticConfig):
     top-k). 0.95 by default: replaying a real batch, one-step targets were ~0.01 from 3 tokens before an action's
     end, 40-80 tokens before which the classifier is chosen (0.12 there with λ = 0.95), and they let π drift to
     early EOS 2-4× more (``benchmarks/results/etpo_critic.md``); on ETPO-TokenCredit-v0 the one-step agent did not
-    learn a key token 4 positions before the end within 384 episodes, λ = 0.95 did in 2 of 3 seeds
-    (``benchmarks/results/credit/README.md``)."""
+    learn a key token 4 positions before the end within 512 episodes, ``etpo`` did in all 3 seeds, but learned a
+    key on the last token more slowly (``benchmarks/results/credit/README.md``)."""
     conservative_coef: float = 0.3
     """Weight of the conservative soft-Q regulariser (``etpo_agents.etpo.conservative_loss``, CQL-style, an
     extension): lowers Q where π* ∝ π_ref·exp(Q/β) puts mass the sampled tokens never took (e.g. an early EOS

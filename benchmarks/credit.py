@@ -198,7 +198,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         summary.append({"algo": algo, "action_length": length, "key_distance": distance,
                         "episodes_to_threshold": episodes, "censored": sum(r["episodes_to_threshold"] is None
                                                                           for r in runs),
-                        "mean_episodes": float(np.mean(episodes)),
+                        "mean_episodes": float(np.mean(episodes)), "budget": runs[0]["config"]["max_episodes"],
                         "mean_final_score": float(np.mean([r["final_score"] for r in runs]))})  # fmt: skip
     return {"cells": summary}
 
@@ -219,6 +219,8 @@ def plot(summary: dict[str, Any], path: str) -> None:
                              if c["action_length"] == DISTANCE_LENGTH)  # fmt: skip
         axes[0].plot(*zip(*by_length, strict=True), marker="o", label=algo)
         axes[1].plot(*zip(*by_distance, strict=True), marker="o", label=algo)
+    for ax in axes:
+        ax.axhline(max(c["budget"] for c in summary["cells"]), color="gray", linestyle=":", label="budget (never)")
     axes[0].set(xscale="log", xlabel="action length L (key at the end)", ylabel="episodes to threshold")
     axes[1].set(xlabel=f"key distance from the action's end (L = {DISTANCE_LENGTH})", ylabel="episodes to threshold")
     lengths = sorted({c["action_length"] for c in summary["cells"] if c["key_distance"] == 1})
