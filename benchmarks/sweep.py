@@ -20,7 +20,8 @@ the base's own sampling error, which is common to every cell of a dataset. Setti
 to the frontier.
 
 Each finished cell is appended to the JSON-lines ``--output`` (settings, dataset, seed, git commit, wall time,
-sampled metrics); a cell whose key is already there is skipped, so an interrupted sweep continues where it stopped.
+sampled metrics); a cell whose key is already there is skipped, so an interrupted sweep continues where it stopped
+(unless the agent's registered defaults changed since: the record keeps them, and such a cell is re-run).
 At the end it prints, per agent, every setting's score (mean, 95% CI, KL, paired differences to the base and to
 its frontier) and the best. Wall time: about (total actions + K) x 3.5 s per trained cell and K x 3.5 s per base
 cell for the embedded model on the 2-core CPU (``--dry-run`` prints the estimate).
@@ -41,7 +42,14 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script: the checkout
-from benchmarks.compare import FRONTIER_TEMPERATURES, git_commit, load_finished, mean_ci  # noqa: E402
+from benchmarks.compare import (  # noqa: E402
+    FRONTIER_TEMPERATURES,
+    agent_defaults,
+    git_commit,
+    is_current,
+    load_finished,
+    mean_ci,
+)
 from etpo_agents.stats import frontier_value  # noqa: E402
 
 DEV_DATASETS = ("pharyngitis", "kidney_stone")
@@ -271,7 +279,7 @@ def run_sweep(args: argparse.Namespace, pairs: list[tuple[str, dict[str, Any]]])
 
     fixed = {"total_actions": args.total_actions, "eval_samples": args.eval_samples, "model": args.model,
              "episode_samples": args.episode_samples, "max_turns": args.max_turns}  # fmt: skip
-    done = set(load_finished(args.output))
+    done = load_finished(args.output)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     failed = 0
     with CodeExecutor() as executor:  # one cache for all cells: repeated bodies are cache hits
@@ -279,11 +287,11 @@ def run_sweep(args: argparse.Namespace, pairs: list[tuple[str, dict[str, Any]]])
             seeds = [None] if agent == "base" else args.seeds  # the evaluation's seeds do not depend on the run's
             for dataset, seed in itertools.product(args.datasets, seeds):
                 key = cell_key(agent, setting, dataset, seed, fixed)
-                if key in done:
+                if key in done and is_current(done[key], agent):  # else new, or trained under other defaults
                     continue
                 start = time.perf_counter()
                 record = {"key": key, "agent": agent, "setting": setting, "dataset": dataset, "seed": seed,
-                          **fixed, "commit": git_commit()}  # fmt: skip
+                          **fixed, "agent_config": agent_defaults(agent), "commit": git_commit()}  # fmt: skip
                 try:
                     work_dir = os.path.join(args.work_dir, key)
                     metrics = run_cell(agent, setting, dataset, seed, args, executor, work_dir)

@@ -64,7 +64,7 @@ def test_cell_key_covers_setting_and_fixed_settings():
     assert key != sweep.cell_key("grpo", {"lr": 1}, "d1", 0, {"total_actions": 16})
 
 
-def test_sweep_smoke_one_action_resumes(tmp_path, model_dir, capsys):
+def test_sweep_smoke_one_action_resumes(tmp_path, model_dir, capsys, monkeypatch):
     output = tmp_path / "sweep.jsonl"
     argv = ["--agents", "base,rft", "--datasets", "kidney_stone", "--seeds", "0", "--total-actions", "1",
             "--eval-samples", "1", "--max-turns", "1", "--max-settings", "1", "--model", model_dir,
@@ -81,3 +81,11 @@ def test_sweep_smoke_one_action_resumes(tmp_path, model_dir, capsys):
     lines = len(frontier) + 1
     assert sweep.main(argv) == 0 and len(output.read_text().splitlines()) == lines  # resumed: nothing re-run
     assert "BEST rft" in capsys.readouterr().out
+
+    registered = compare.agent_defaults  # rft's defaults change: its cell alone is re-run
+    changed = lambda agent: {"keep_fraction": 0.1} if agent == "rft" else registered(agent)  # noqa: E731
+    monkeypatch.setattr(compare, "agent_defaults", changed)
+    monkeypatch.setattr(sweep, "agent_defaults", changed)
+    assert sweep.main(argv) == 0
+    rerun = [json.loads(line) for line in output.read_text().splitlines()[lines:]]
+    assert [(r["agent"], r["agent_config"]) for r in rerun] == [("rft", {"keep_fraction": 0.1})]
