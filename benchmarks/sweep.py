@@ -23,8 +23,8 @@ Each finished cell is appended to the JSON-lines ``--output`` (settings, dataset
 sampled metrics); a cell whose key is already there is skipped, so an interrupted sweep continues where it stopped
 (unless the agent's registered defaults changed since: the record keeps them, and such a cell is re-run).
 At the end it prints, per agent, every setting's score (mean, 95% CI, KL, paired differences to the base and to
-its frontier) and the best. Wall time: about (total actions + K) x 3.5 s per trained cell and K x 3.5 s per base
-cell for the embedded model on the 2-core CPU (``--dry-run`` prints the estimate).
+its frontier) and the best. Wall time: about (total actions + K) x 0.5 s per trained cell and K x 0.5 s per base
+cell for the embedded model on the 2-core CPU (``--dry-run`` prints the estimate for the cells not yet run).
 """
 
 from __future__ import annotations
@@ -81,8 +81,10 @@ SCORE = "sample_reward_mean"
 KL = "kl_per_action"
 """The cell's KL(π_sample‖π_ref) per action, where it sits on the base's temperature frontier."""
 
-SECONDS_PER_ACTION = 3.5
-"""Measured on the 2-core CPU with the embedded model (kidney_stone, ~70 tokens per action): for the estimate."""
+SECONDS_PER_ACTION = 0.5
+"""Wall seconds per env action trained or first-turn sample evaluated, for the estimate: 0.3-1.0 s (median 0.4)
+in ``benchmarks/results/sweep_rft_frontier.jsonl`` (embedded model, development datasets, 2-core CPU; the base at
+low temperatures is the slowest, its programs run longer)."""
 
 
 def default_setting(agent: str, axes: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
@@ -257,11 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     if not args.summary_only:
         pairs = plan(args)
-        trained = sum(agent != "base" for agent, _ in pairs) * len(args.datasets) * len(args.seeds)
-        cells = trained + sum(agent == "base" for agent, _ in pairs) * len(args.datasets)
-        hours = (trained * args.total_actions + cells * args.eval_samples) * SECONDS_PER_ACTION / 3600
-        print(f"{len(pairs)} settings x {len(args.datasets)} datasets x {len(args.seeds)} seeds: {cells} cells, "
-              f"~{hours:.1f} h on the 2-core CPU")  # fmt: skip
+        cells = [(agent, key) for agent, key, *_ in sweep_cells(args, pairs)]
+        done = load_finished(args.output)
+        todo = [agent for agent, key in cells if not (key in done and is_current(done[key], agent))]
+        units = sum(args.eval_samples + (0 if agent == "base" else args.total_actions) for agent in todo)
+        print(f"{len(pairs)} settings x {len(args.datasets)} datasets x {len(args.seeds)} seeds: {len(cells)} cells, "
+              f"{len(cells) - len(todo)} already in {args.output}; ~{units * SECONDS_PER_ACTION / 3600:.1f} h "
+              "on the 2-core CPU for the rest")  # fmt: skip
         if args.dry_run:
             for agent, setting in pairs:
                 print(f"  {agent}: {json.dumps(setting)}")
@@ -273,36 +277,41 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def sweep_cells(args: argparse.Namespace, pairs: list[tuple[str, dict[str, Any]]]):
+    """Yields ``(agent, key, setting, dataset, seed, fixed)`` for every cell of the sweep, in run order."""
+    fixed = {"total_actions": args.total_actions, "eval_samples": args.eval_samples, "model": args.model,
+             "episode_samples": args.episode_samples, "max_turns": args.max_turns}  # fmt: skip
+    for agent, setting in pairs:
+        seeds = [None] if agent == "base" else args.seeds  # the evaluation's seeds do not depend on the run's
+        for dataset, seed in itertools.product(args.datasets, seeds):
+            yield agent, cell_key(agent, setting, dataset, seed, fixed), setting, dataset, seed, fixed
+
+
 def run_sweep(args: argparse.Namespace, pairs: list[tuple[str, dict[str, Any]]]) -> int:
     """Run the cells not yet in ``args.output``; returns the number of failures."""
     from etpo_gym.executor import CodeExecutor
 
-    fixed = {"total_actions": args.total_actions, "eval_samples": args.eval_samples, "model": args.model,
-             "episode_samples": args.episode_samples, "max_turns": args.max_turns}  # fmt: skip
     done = load_finished(args.output)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     failed = 0
     with CodeExecutor() as executor:  # one cache for all cells: repeated bodies are cache hits
-        for agent, setting in pairs:
-            seeds = [None] if agent == "base" else args.seeds  # the evaluation's seeds do not depend on the run's
-            for dataset, seed in itertools.product(args.datasets, seeds):
-                key = cell_key(agent, setting, dataset, seed, fixed)
-                if key in done and is_current(done[key], agent):  # else new, or trained under other defaults
-                    continue
-                start = time.perf_counter()
-                record = {"key": key, "agent": agent, "setting": setting, "dataset": dataset, "seed": seed,
-                          **fixed, "agent_config": agent_defaults(agent), "commit": git_commit()}  # fmt: skip
-                try:
-                    work_dir = os.path.join(args.work_dir, key)
-                    metrics = run_cell(agent, setting, dataset, seed, args, executor, work_dir)
-                    record.update(status="ok", metrics=metrics)
-                except Exception as error:  # noqa: BLE001  (recorded; the sweep goes on and exits non-zero)
-                    record.update(status="failed", error=f"{type(error).__name__}: {error}")
-                    failed += 1
-                record["wall_time_s"] = time.perf_counter() - start
-                with open(args.output, "a") as f:
-                    f.write(json.dumps(record, default=str) + "\n")
-                print(f"{key}: {record['status']} {record.get('metrics', {}).get(SCORE, '')}", flush=True)
+        for agent, key, setting, dataset, seed, fixed in sweep_cells(args, pairs):
+            if key in done and is_current(done[key], agent):  # else new, or trained under other defaults
+                continue
+            start = time.perf_counter()
+            record = {"key": key, "agent": agent, "setting": setting, "dataset": dataset, "seed": seed,
+                      **fixed, "agent_config": agent_defaults(agent), "commit": git_commit()}  # fmt: skip
+            try:
+                work_dir = os.path.join(args.work_dir, key)
+                metrics = run_cell(agent, setting, dataset, seed, args, executor, work_dir)
+                record.update(status="ok", metrics=metrics)
+            except Exception as error:  # noqa: BLE001  (recorded; the sweep goes on and exits non-zero)
+                record.update(status="failed", error=f"{type(error).__name__}: {error}")
+                failed += 1
+            record["wall_time_s"] = time.perf_counter() - start
+            with open(args.output, "a") as f:
+                f.write(json.dumps(record, default=str) + "\n")
+            print(f"{key}: {record['status']} {record.get('metrics', {}).get(SCORE, '')}", flush=True)
     return failed
 
 

@@ -81,6 +81,8 @@ def test_sweep_smoke_one_action_resumes(tmp_path, model_dir, capsys, monkeypatch
     lines = len(frontier) + 1
     assert sweep.main(argv) == 0 and len(output.read_text().splitlines()) == lines  # resumed: nothing re-run
     assert "BEST rft" in capsys.readouterr().out
+    assert sweep.main([*argv, "--dry-run"]) == 0
+    assert f"{lines} cells, {lines} already in" in capsys.readouterr().out  # the estimate counts no done cell
 
     registered = compare.agent_defaults  # rft's defaults change: its cell alone is re-run
     changed = lambda agent: {"keep_fraction": 0.1} if agent == "rft" else registered(agent)  # noqa: E731
