@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import etpo_gym  # noqa: F401  (registers the envs)
+from benchmarks.compare import agent_defaults
 from etpo_agents.policy import Policy
 from etpo_agents.rollout import RolloutCollector
 from etpo_agents.train import ALGORITHMS, default_algo_config
@@ -236,11 +237,7 @@ def plot(summary: dict[str, Any], path: str) -> None:
 
 def _cell_key(cell: CellConfig) -> str:
     """A run's identity: its cell and its agent's resolved config, so a changed agent default is re-run."""
-    return json.dumps({"cell": dataclasses.asdict(cell), "algo_config": _algo_config(cell.algo)}, sort_keys=True)
-
-
-def _algo_config(algo: str) -> dict[str, Any]:
-    return dataclasses.asdict(default_algo_config(algo))
+    return json.dumps({"cell": dataclasses.asdict(cell), "agent_config": agent_defaults(cell.algo)}, sort_keys=True)
 
 
 def load_records(path: str) -> dict[str, dict[str, Any]]:
@@ -252,7 +249,7 @@ def load_records(path: str) -> dict[str, dict[str, Any]]:
         for line in f:
             record = json.loads(line)
             cell = CellConfig(**record["config"])
-            if record.get("algo_config") != _algo_config(cell.algo):
+            if record.get("agent_config") != agent_defaults(cell.algo):  # stricter than compare: no legacy reuse
                 stale += 1
                 continue
             records[_cell_key(cell)] = record
@@ -297,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"FAILED {cell}: {error!r}", flush=True)
             failed += 1
             continue
-        record = {"config": dataclasses.asdict(cell), "algo_config": _algo_config(cell.algo), "commit": commit,
+        record = {"config": dataclasses.asdict(cell), "agent_config": agent_defaults(cell.algo), "commit": commit,
                   "device": "cpu", **result}  # fmt: skip
         done[_cell_key(cell)] = record
         with open(path, "a") as f:

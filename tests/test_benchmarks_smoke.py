@@ -126,4 +126,4 @@ def test_credit_benchmark_resumes_and_reruns_only_changed_agents(tmp_path, capsy
     assert "dropping 1 earlier runs" in out and "2 runs (1 already in" in out
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert sorted(r["config"]["algo"] for r in records) == ["grpo", "reinforce"]
-    assert next(r for r in records if r["config"]["algo"] == "grpo")["algo_config"]["clip_range"] == 0.3
+    assert next(r for r in records if r["config"]["algo"] == "grpo")["agent_config"]["clip_range"] == 0.3
