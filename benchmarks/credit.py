@@ -65,6 +65,10 @@ class CellConfig:
     window: int = 16
     learning_rate: float = 3e-3
     head_learning_rate: float = 1e-2
+    num_epochs: int = 2
+    num_minibatches: int = 2
+    """Passes × minibatches per rollout, the same for every agent (their registered defaults differ: matched
+    compute means the same gradient steps)."""
 
 
 def run_cell(cell: CellConfig, algo_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -77,7 +81,8 @@ def run_cell(cell: CellConfig, algo_overrides: dict[str, Any] | None = None) -> 
     """
     start = time.perf_counter()
     spec = ALGORITHMS[cell.algo]
-    config = dataclasses.replace(default_algo_config(cell.algo), **(algo_overrides or {}))
+    matched = {"num_epochs": cell.num_epochs, "num_minibatches": cell.num_minibatches}
+    config = dataclasses.replace(default_algo_config(cell.algo), **matched, **(algo_overrides or {}))
     torch.manual_seed(cell.seed)
     model, tokenizer = make_model_and_tokenizer(cell.vocab_size, max_positions=cell.action_length + 8,
                                                 seed=cell.seed)  # fmt: skip
@@ -118,8 +123,8 @@ def run_cell(cell: CellConfig, algo_overrides: dict[str, Any] | None = None) -> 
 def soft_optimum_distance(seed: int, conservative_coef: float | None = None, updates: int = 60,
                           average_last: int = 20) -> dict[str, Any]:  # fmt: skip
     """Train the default ETPO agent on a small ``ETPO-TokenCredit-v0`` (V = 5, L = 3, key 2 tokens from the end,
-    β = 0.5, 8 episodes a rollout) and measure how far π at the key position is from the closed-form
-    π* = π_ref·exp(r/β)/Z, for every prefix.
+    β = 0.5, 8 episodes a rollout, the benchmark's 2 × 2 steps per rollout: :class:`CellConfig`) and measure how
+    far π at the key position is from the closed-form π* = π_ref·exp(r/β)/Z, for every prefix.
 
     Args:
         conservative_coef: replaces ``ETPOConfig.conservative_coef`` (None: the default).
@@ -145,7 +150,8 @@ def soft_optimum_distance(seed: int, conservative_coef: float | None = None, upd
     optimizer = torch.optim.Adam([{"params": policy.policy_parameters(), "lr": 3e-3},
                                   {"params": policy.head_parameters(), "lr": 1e-2}])  # fmt: skip
     overrides = {} if conservative_coef is None else {"conservative_coef": conservative_coef}
-    config = ETPOConfig(beta=beta, **overrides)
+    steps = {"num_epochs": CellConfig.num_epochs, "num_minibatches": CellConfig.num_minibatches}
+    config = ETPOConfig(beta=beta, **steps, **overrides)
     env = TokenCreditEnv(vocab_size=vocab, action_length=length, key_distance=distance)
     key = env.key_positions[0]
     prefixes = torch.tensor([[0, *p] for p in itertools.product(range(2, vocab), repeat=key)])  # every prefix

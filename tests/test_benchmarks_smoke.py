@@ -1,6 +1,7 @@
 """Smoke tests of the performance benchmarks (update cost, linearity, memory, distributed): smallest settings, no
 timing checks."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -127,3 +128,18 @@ def test_credit_benchmark_resumes_and_reruns_only_changed_agents(tmp_path, capsy
     records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert sorted(r["config"]["algo"] for r in records) == ["grpo", "reinforce"]
     assert next(r for r in records if r["config"]["algo"] == "grpo")["agent_config"]["clip_range"] == 0.3
+
+
+def test_credit_runs_give_every_agent_the_same_gradient_steps(monkeypatch):
+    """Matched compute: ``CellConfig``'s passes and minibatches replace each agent's own defaults (PPO's are 4 x 2,
+    REINFORCE's 1 x 1)."""
+    from benchmarks import credit
+    from etpo_agents import train
+
+    seen = []
+    for algo in ("ppo", "reinforce"):
+        spec = train.ALGORITHMS[algo]
+        fake = dataclasses.replace(spec, update=lambda policy, batch, optimizer, config, **_: seen.append(config))
+        monkeypatch.setitem(train.ALGORITHMS, algo, fake)
+        credit.run_cell(credit.CellConfig(algo, action_length=2, key_distance=1, seed=0, max_episodes=8))
+    assert [(c.num_epochs, c.num_minibatches) for c in seen] == [(2, 2), (2, 2)]
