@@ -23,7 +23,6 @@ import dataclasses
 import itertools
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Any
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 
 import etpo_gym  # noqa: F401  (registers the envs)
-from benchmarks.compare import agent_defaults
+from benchmarks.compare import agent_defaults, git_commit
 from etpo_agents.policy import Policy
 from etpo_agents.rollout import RolloutCollector
 from etpo_agents.train import ALGORITHMS, default_algo_config
@@ -71,6 +70,18 @@ class CellConfig:
     compute means the same gradient steps)."""
 
 
+def _matched_steps(cell: CellConfig | type[CellConfig] = CellConfig) -> dict[str, int]:
+    """The gradient steps per rollout every agent gets (the cell's, or ``CellConfig``'s defaults)."""
+    return {"num_epochs": cell.num_epochs, "num_minibatches": cell.num_minibatches}
+
+
+def _optimizer(policy: Policy, cell: CellConfig | type[CellConfig] = CellConfig) -> torch.optim.Optimizer:
+    """Adam with the cell's learning rates: one for π, one for the critic heads (when the agent has any)."""
+    heads = policy.head_parameters()
+    return torch.optim.Adam([{"params": policy.policy_parameters(), "lr": cell.learning_rate}]
+                            + ([{"params": heads, "lr": cell.head_learning_rate}] if heads else []))  # fmt: skip
+
+
 def run_cell(cell: CellConfig, algo_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``cell.algo`` on the env of ``cell``; returns the reward curve and the episodes to threshold.
 
@@ -81,15 +92,12 @@ def run_cell(cell: CellConfig, algo_overrides: dict[str, Any] | None = None) -> 
     """
     start = time.perf_counter()
     spec = ALGORITHMS[cell.algo]
-    matched = {"num_epochs": cell.num_epochs, "num_minibatches": cell.num_minibatches}
-    config = dataclasses.replace(default_algo_config(cell.algo), **matched, **(algo_overrides or {}))
+    config = dataclasses.replace(default_algo_config(cell.algo), **_matched_steps(cell), **(algo_overrides or {}))
     torch.manual_seed(cell.seed)
     model, tokenizer = make_model_and_tokenizer(cell.vocab_size, max_positions=cell.action_length + 8,
                                                 seed=cell.seed)  # fmt: skip
     policy = Policy(model, tokenizer, q_head=spec.q_head, value_head=spec.value_head, device="cpu")
-    optimizer = torch.optim.Adam([{"params": policy.policy_parameters(), "lr": cell.learning_rate}]
-                                 + ([{"params": policy.head_parameters(), "lr": cell.head_learning_rate}]
-                                    if policy.head_parameters() else []))  # fmt: skip
+    optimizer = _optimizer(policy, cell)
     envs = gym.make_vec("ETPO-TokenCredit-v0", num_envs=1, vocab_size=cell.vocab_size,
                         action_length=cell.action_length, key_distance=cell.key_distance,
                         reward_noise=cell.reward_noise)  # fmt: skip
@@ -147,11 +155,9 @@ def soft_optimum_distance(seed: int, conservative_coef: float | None = None, upd
     envs = gym.make_vec("ETPO-TokenCredit-v0", num_envs=1, vocab_size=vocab, action_length=length,
                         key_distance=distance)  # fmt: skip
     collector = RolloutCollector(envs, policy, seed=seed)
-    optimizer = torch.optim.Adam([{"params": policy.policy_parameters(), "lr": 3e-3},
-                                  {"params": policy.head_parameters(), "lr": 1e-2}])  # fmt: skip
+    optimizer = _optimizer(policy)
     overrides = {} if conservative_coef is None else {"conservative_coef": conservative_coef}
-    steps = {"num_epochs": CellConfig.num_epochs, "num_minibatches": CellConfig.num_minibatches}
-    config = ETPOConfig(beta=beta, **steps, **overrides)
+    config = ETPOConfig(beta=beta, **_matched_steps(), **overrides)
     env = TokenCreditEnv(vocab_size=vocab, action_length=length, key_distance=distance)
     key = env.key_positions[0]
     prefixes = torch.tensor([[0, *p] for p in itertools.product(range(2, vocab), repeat=key)])  # every prefix
@@ -178,13 +184,6 @@ def soft_optimum_distance(seed: int, conservative_coef: float | None = None, upd
             "last_tv": total_variation(iterates[-1]), "ref_tv": total_variation(ref_probs),
             "rewarded_prob_min": float(optimal[:, 2].min()),
             "ref_rewarded_prob_max": float(ref_probs[:, 2].max())}  # fmt: skip
-
-
-def _commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "HEAD"], text=True, stderr=subprocess.DEVNULL).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _cells(algos: list[str], seeds: list[int], lengths, distances, **settings) -> list[CellConfig]:
@@ -278,22 +277,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.soft_optimum:
+        commit = git_commit()
         for coef in args.soft_optimum:
             for seed in args.seeds:
-                print(json.dumps({**soft_optimum_distance(seed, coef), "commit": _commit()}), flush=True)
+                print(json.dumps({**soft_optimum_distance(seed, coef), "commit": commit}), flush=True)
         return
     os.makedirs(args.output_dir, exist_ok=True)
     cells = _cells(args.algos, args.seeds, args.lengths, args.distances, max_episodes=args.max_episodes)
     path = os.path.join(args.output_dir, "results.jsonl")
     done = load_records(path)
-    todo = [cell for cell in cells if _cell_key(cell) not in done]
+    keyed = [(cell, _cell_key(cell)) for cell in cells]
+    todo = [(cell, key) for cell, key in keyed if key not in done]
     print(f"{len(cells)} runs ({len(cells) - len(todo)} already in {path}): algos {args.algos} x seeds {args.seeds} "
           f"x (L, distance) {sorted({(c.action_length, c.key_distance) for c in cells})}", flush=True)  # fmt: skip
     with open(path, "w") as f:  # rewritten without stale runs, then appended to run by run (resumable)
         f.writelines(json.dumps(record) + "\n" for record in done.values())
     failed = 0
-    commit = _commit()
-    for index, cell in enumerate(todo, 1):
+    commit = git_commit()
+    for index, (cell, key) in enumerate(todo, 1):
         try:
             result = run_cell(cell)
         except Exception as error:  # noqa: BLE001  (reported, counted, and the exit code says so)
@@ -302,13 +303,13 @@ def main(argv: list[str] | None = None) -> None:
             continue
         record = {"config": dataclasses.asdict(cell), "agent_config": agent_defaults(cell.algo), "commit": commit,
                   "device": "cpu", **result}  # fmt: skip
-        done[_cell_key(cell)] = record
+        done[key] = record
         with open(path, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(f"[{index}/{len(todo)}] {cell.algo:>14} L={cell.action_length:<4} d={cell.key_distance:<3} "
               f"seed={cell.seed} episodes={result['episodes_to_threshold']} final={result['final_score']:.2f} "
               f"({result['wall_time_s']:.0f}s)", flush=True)  # fmt: skip
-    records = [done[_cell_key(cell)] for cell in cells if _cell_key(cell) in done]
+    records = [done[key] for _, key in keyed if key in done]
     summary = summarise(records)
     summary.update(command="python -m benchmarks.credit " + " ".join(sys.argv[1:] if argv is None else argv),
                    commits=sorted({r["commit"] for r in records}))  # fmt: skip

@@ -123,9 +123,9 @@ def test_paper_critic_drifts_to_early_eos_on_a_replayed_batch(real_batch):
 
 
 def test_etpo_agent_converges_to_the_closed_form_soft_optimum():
-    """The whole agent (collector + ETPO update, default config but 2 x 2 steps per rollout) on L = 3 tokens with the key 2 tokens from the
-    end: π at the key position, averaged over the last 20 of 60 updates (constant step sizes keep single iterates
-    0.04-0.3 away), comes within total variation 0.2 of π* = π_ref·exp(r/β)/Z for every prefix, from π_ref's
+    """The whole agent (collector + ETPO update, default config but 2 x 2 steps per rollout) on L = 3 tokens with
+    the key 2 tokens from the end: π at the key position, averaged over the last 20 of 60 updates (constant step
+    sizes keep single iterates 0.04-0.3 away), comes within total variation 0.2 of π* = π_ref·exp(r/β)/Z for every prefix, from π_ref's
     0.46 (seeds 0-4: 0.07-0.16, ``benchmarks/results/etpo_critic.md``). Not closer: the critic is fit to 8 noisy
     episodes a rollout, and its Q of the unrewarded tokens is off by a few tenths."""
     from benchmarks.credit import soft_optimum_distance
